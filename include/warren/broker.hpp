@@ -1,0 +1,883 @@
+#pragma once
+/// @file broker.hpp
+/// basic_broker: exchanges and queues by name; declare, bind, publish, consume, dispatch.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "delivery.hpp"
+#include "detail/exchange_model.hpp"
+#include "detail/message_node.hpp"
+#include "detail/ref_ptr.hpp"
+#include "direct_exchange.hpp"
+#include "error.hpp"
+#include "exchange.hpp"
+#include "fanout_exchange.hpp"
+#include "field_table.hpp"
+#include "fwd.hpp"
+#include "headers_exchange.hpp"
+#include "message.hpp"
+#include "policy.hpp"
+#include "publisher.hpp"
+#include "queue.hpp"
+#include "routing_key.hpp"
+#include "subscription.hpp"
+#include "topic_exchange.hpp"
+
+namespace warren {
+
+/// How an exchange is declared. Redeclaring an exchange with different options is refused.
+struct exchange_options {
+    /// Accepted for compatibility with RabbitMQ topologies; one process keeps nothing on disk.
+    bool durable = false;
+    /// Deleted when its last binding (as a source) goes away, once it has had one.
+    bool auto_delete = false;
+    /// Only other exchanges may publish to it: publishing directly is access_refused (403).
+    bool internal = false;
+    /// Exchange arguments; kept and compared on redeclare.
+    field_table arguments;
+
+    friend bool operator==(const exchange_options&, const exchange_options&) = default;
+};
+
+/// Conditions for delete_queue, as AMQP queue.delete has them.
+struct queue_delete_options {
+    /// Refuse (precondition_failed) if the queue has consumers.
+    bool if_unused = false;
+    /// Refuse (precondition_failed) if the queue has ready messages.
+    bool if_empty = false;
+};
+
+/// What a consumer callback threw, handed to the broker's error handler.
+struct consumer_error {
+    std::exception_ptr exception;
+    std::string queue;
+    std::string consumer_tag;
+    std::uint64_t delivery_tag = 0;
+};
+
+/// A RabbitMQ-style broker inside one process.
+///
+/// Exchanges route messages to queues by their bindings; publishers and consumers know only
+/// names. Every exchange type of RabbitMQ is built in (fanout, direct, topic, headers), the
+/// default exchange routes to the queue named by the routing key, and the `amq.*`
+/// exchanges are predeclared. Further types can be registered (register_exchange_type).
+///
+/// @code
+/// warren::broker broker;
+/// broker.declare_exchange("logs", "topic");
+/// auto q = broker.declare_queue();                      // server-named
+/// broker.bind_queue(q, "logs", "kern.*");
+/// auto sub = broker.subscribe(q, [](warren::delivery& d) { std::cout << d.body() << '\n'; });
+/// (void)broker.publish("logs", {.routing_key = "kern.critical", .body = "disk full"});
+/// broker.dispatch();                                    // runs the callback
+/// @endcode
+///
+/// Delivery: messages wait in queues until taken with try_get() or pushed to subscribers by
+/// dispatch(). dispatch() serves queues in the order they were declared, one message per
+/// queue per round, until no consumer can take more or the budget is spent; within a queue,
+/// consumers take turns (round robin) and those at their prefetch limit are skipped.
+///
+/// A callback that throws: if its delivery was still pending (manual ack, not settled or
+/// moved away), the message is rejected without requeue, so a poison message is not
+/// redelivered forever. The exception then goes to the error handler if one is set
+/// (set_error_handler) and dispatch goes on; without a handler dispatch rethrows it, the
+/// broker already consistent.
+///
+/// Threading follows `Policy`: single_threaded (one owner thread, no locks or atomics) or
+/// multi_threaded (every member thread-safe; callbacks run with no lock held).
+/// Callbacks may publish, subscribe, unsubscribe (their own subscription included),
+/// declare, bind and delete.
+template <message_type Message, threading_policy Policy>
+class basic_broker {
+public:
+    using message_type = Message;
+    using policy_type = Policy;
+    using queue_type = basic_queue<Message, Policy>;
+    using delivery = basic_delivery<Message, Policy>;
+    using subscription = basic_subscription<basic_broker>;
+    using publisher = basic_publisher<basic_broker>;
+    using callback = typename queue_type::callback_type;
+    using error_handler = std::function<void(const consumer_error&)>;
+
+    /// Makes a broker with the default exchange and amq.direct, amq.fanout, amq.topic,
+    /// amq.headers and amq.match declared, as RabbitMQ has them.
+    basic_broker();
+    /// Deletes every queue (their consumers end) and exchange.
+    ~basic_broker();
+    basic_broker(const basic_broker&) = delete;
+    basic_broker& operator=(const basic_broker&) = delete;
+
+    // -- topology ------------------------------------------------------------------------
+
+    /// Makes exchange type E available to declare_exchange under E::type_name. Registering
+    /// a name twice is precondition_failed. Thread-safe under multi_threaded.
+    template <exchange_type E>
+    void register_exchange_type();
+
+    /// Declares an exchange. Redeclaring with the same type and options does nothing; with
+    /// others it is precondition_failed (406). An unknown type is command_invalid (503); a
+    /// name starting with `amq.` or empty is access_refused (403).
+    void declare_exchange(std::string_view name, std::string_view type, const exchange_options& options = {});
+    /// Whether an exchange of that name exists (a passive declare).
+    [[nodiscard]] bool has_exchange(std::string_view name) const;
+    /// Deletes an exchange and its bindings. Deleting one that does not exist does
+    /// nothing, as in RabbitMQ. With `if_unused`, refuses (406) while it has bindings.
+    void delete_exchange(std::string_view name, bool if_unused = false);
+
+    /// Declares a queue and returns its name; an empty name gets a generated one
+    /// (`amq.gen-...`). Redeclaring with the same options does nothing; with others it is
+    /// precondition_failed (406).
+    std::string declare_queue(std::string_view name = {}, const queue_options& options = {});
+    /// Whether a queue of that name exists (a passive declare).
+    [[nodiscard]] bool has_queue(std::string_view name) const;
+    /// Deletes a queue: its messages are dropped, its consumers end, its bindings go.
+    /// Returns the number of ready messages dropped. A queue that does not exist is not
+    /// an error, as in RabbitMQ.
+    std::size_t delete_queue(std::string_view name, const queue_delete_options& options = {});
+    /// Drops a queue's ready messages and returns how many.
+    std::size_t purge_queue(std::string_view name);
+
+    /// Binds a queue to an exchange. Binding the same (key, arguments) twice is one
+    /// binding. Unknown names are not_found (404); the default exchange is access_refused.
+    void bind_queue(std::string_view queue, std::string_view exchange, std::string_view binding_key = {},
+                    const field_table& arguments = {});
+    /// Removes a binding; removing one that does not exist does nothing.
+    void unbind_queue(std::string_view queue, std::string_view exchange, std::string_view binding_key = {},
+                      const field_table& arguments = {});
+    /// Binds exchange `destination` to exchange `source`: what `source` routes there,
+    /// `destination` routes on. Cycles are allowed; a queue still gets one copy.
+    void bind_exchange(std::string_view destination, std::string_view source, std::string_view binding_key = {},
+                       const field_table& arguments = {});
+    /// Removes an exchange-to-exchange binding; a missing one does nothing.
+    void unbind_exchange(std::string_view destination, std::string_view source, std::string_view binding_key = {},
+                         const field_table& arguments = {});
+
+    // -- publishing ----------------------------------------------------------------------
+
+    /// Routes `message` through `exchange` ("" is the default exchange) and returns how
+    /// many queues got it; 0 means it was unroutable. Unknown exchange: not_found (404);
+    /// internal exchange: access_refused (403); key over 255 bytes: precondition_failed.
+    [[nodiscard]] std::size_t publish(std::string_view exchange, Message msg);
+    /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
+    [[nodiscard]] publisher make_publisher(std::string_view exchange);
+
+    // -- consuming -----------------------------------------------------------------------
+
+    /// Takes the next message of `queue`, as AMQP basic.get does, or nothing if it is
+    /// empty. With ack_mode::manual the delivery must be settled. Unknown queue: not_found.
+    [[nodiscard]] std::optional<delivery> try_get(std::string_view queue, ack_mode mode = ack_mode::automatic);
+
+    /// Like try_get, but waits up to `timeout` for a message. multi_threaded only.
+    template <class Rep, class Period>
+        requires Policy::thread_safe
+    [[nodiscard]] std::optional<delivery> try_get_for(std::string_view queue, std::chrono::duration<Rep, Period> timeout,
+                                                      ack_mode mode = ack_mode::automatic);
+
+    /// Subscribes `fn` to `queue`. The callback runs inside dispatch(); the subscription
+    /// lasts as long as the returned handle. An empty tag gets a generated one.
+    [[nodiscard]] subscription subscribe(std::string_view queue, callback fn, consumer_options options = {});
+
+    /// Runs consumer callbacks for up to `max_messages` ready messages; returns how many
+    /// were delivered. See the class comment for the order and for throwing callbacks.
+    std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max());
+
+    /// Where exceptions from consumer callbacks go. Without a handler (the default),
+    /// dispatch() rethrows them.
+    void set_error_handler(error_handler handler);
+
+    // -- observation ---------------------------------------------------------------------
+
+    /// Ready messages in `queue`. Unknown queue: not_found.
+    [[nodiscard]] std::size_t message_count(std::string_view queue) const { return find_queue_ref(queue)->message_count(); }
+    /// Consumers of `queue`. Unknown queue: not_found.
+    [[nodiscard]] std::size_t consumer_count(std::string_view queue) const { return find_queue_ref(queue)->consumer_count(); }
+    /// The counters of `queue`. Unknown queue: not_found.
+    [[nodiscard]] queue_counters queue_stats(std::string_view queue) const { return find_queue_ref(queue)->counters(); }
+
+private:
+    friend publisher;
+    friend subscription;
+
+    struct binding {
+        destination target;
+        field_table arguments;
+    };
+    /// A binding seen from its destination, so deleting the destination finds it fast.
+    struct incoming_binding {
+        std::uint32_t source;
+        std::string key;
+        field_table arguments;
+    };
+
+public:
+    /// An exchange as the broker keeps it. Not for applications: use names or a publisher.
+    struct exchange_node : detail::ref_counted<Policy> {
+        std::string name;
+        std::string type;
+        exchange_options options;
+        std::unique_ptr<detail::exchange_base> impl; // null for the default exchange
+        std::uint32_t index = 0;
+        bool deleted = false;
+        bool had_binding = false;
+        std::size_t binding_count = 0;
+        std::unordered_map<std::string, std::vector<binding>> bindings; // by key
+        std::vector<incoming_binding> incoming;                          // as a destination
+    };
+
+private:
+    struct queue_slot {
+        detail::ref_ptr<queue_type> queue;
+        std::vector<incoming_binding> incoming;
+    };
+    /// The queues in declaration order, rebuilt on declare and delete, never changed after:
+    /// dispatch() takes one reference to it instead of copying the list.
+    struct queue_list : detail::ref_counted<Policy> {
+        std::vector<detail::ref_ptr<queue_type>> queues;
+    };
+    using exchange_factory = std::unique_ptr<detail::exchange_base> (*)();
+    using node_type = detail::message_node<Message, Policy>;
+    using shared_lock = std::shared_lock<typename Policy::shared_mutex>;
+    using unique_lock = std::unique_lock<typename Policy::shared_mutex>;
+
+    struct transparent_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    template <class T>
+    using name_map = std::unordered_map<std::string, T, transparent_hash, std::equal_to<>>;
+
+    std::size_t publish_to(exchange_node& exchange, Message&& msg);
+    std::size_t publish_locked(exchange_node& exchange, Message&& msg);
+    void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
+    void end_subscription(queue_type& queue, std::uint64_t consumer_id) noexcept;
+    bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
+
+    void add_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
+    void remove_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
+    bool erase_binding(exchange_node& source, destination target, std::string_view key, const field_table& args);
+    std::vector<incoming_binding>& incoming_of(destination target);
+    void drop_incoming(destination target);
+    void drop_outgoing(exchange_node& exchange);
+    void delete_exchange_locked(exchange_node& exchange);
+    void delete_queue_locked(std::uint32_t index);
+    void maybe_auto_delete(exchange_node& exchange);
+    void rebuild_queue_list();
+
+    [[nodiscard]] exchange_node& find_exchange(std::string_view name) const;
+    [[nodiscard]] std::uint32_t find_queue_index(std::string_view name) const;
+    [[nodiscard]] detail::ref_ptr<queue_type> find_queue_ref(std::string_view name) const;
+    void add_exchange(std::string_view name, std::string_view type, const exchange_options& options);
+    [[nodiscard]] std::string generate_name(std::string_view prefix);
+
+    template <class T>
+    static std::uint32_t take_slot(std::vector<T>& slots, std::vector<std::uint32_t>& free_list);
+
+    mutable typename Policy::shared_mutex topology_;
+    std::map<std::string, exchange_factory, std::less<>> exchange_types_;
+    name_map<std::uint32_t> exchange_by_name_;
+    name_map<std::uint32_t> queue_by_name_;
+    std::vector<detail::ref_ptr<exchange_node>> exchanges_; // by index; empty when free
+    std::vector<std::uint32_t> free_exchanges_;
+    std::vector<queue_slot> queues_; // by index; queue empty when free
+    std::vector<std::uint32_t> free_queues_;
+    std::vector<detail::ref_ptr<queue_type>> declared_order_;
+    detail::ref_ptr<queue_list> dispatch_list_;
+    error_handler error_handler_;
+    typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
+    std::uint64_t name_counter_ = 0;
+    std::uint64_t name_seed_;
+};
+
+// ---------------------------------------------------------------------------------------
+// construction
+
+template <message_type Message, threading_policy Policy>
+basic_broker<Message, Policy>::basic_broker()
+    : dispatch_list_(detail::make_ref<queue_list>()), name_seed_(std::random_device{}()) {
+    register_exchange_type<direct_exchange>();
+    register_exchange_type<fanout_exchange>();
+    register_exchange_type<topic_exchange>();
+    register_exchange_type<headers_exchange>();
+    exchange_options durable;
+    durable.durable = true;
+    add_exchange("", "direct", durable);
+    add_exchange("amq.direct", "direct", durable);
+    add_exchange("amq.fanout", "fanout", durable);
+    add_exchange("amq.topic", "topic", durable);
+    add_exchange("amq.headers", "headers", durable);
+    add_exchange("amq.match", "headers", durable);
+}
+
+template <message_type Message, threading_policy Policy>
+basic_broker<Message, Policy>::~basic_broker() {
+    // Closed queues refuse pushes and gets, so subscriptions and deliveries that outlive
+    // the broker stay harmless.
+    for (auto& slot : queues_) {
+        if (slot.queue) slot.queue->close();
+    }
+    for (auto& exchange : exchanges_) {
+        if (exchange) exchange->deleted = true;
+    }
+}
+
+template <message_type Message, threading_policy Policy>
+template <exchange_type E>
+void basic_broker<Message, Policy>::register_exchange_type() {
+    unique_lock lock(topology_);
+    const std::string_view type = E::type_name;
+    if (exchange_types_.contains(type)) {
+        detail::raise(reply_code::precondition_failed, "exchange type " + detail::quoted(type) + " is already registered");
+    }
+    exchange_types_.emplace(std::string(type), +[]() -> std::unique_ptr<detail::exchange_base> {
+        return std::make_unique<detail::exchange_model<E>>();
+    });
+}
+
+template <message_type Message, threading_policy Policy>
+template <class T>
+std::uint32_t basic_broker<Message, Policy>::take_slot(std::vector<T>& slots, std::vector<std::uint32_t>& free_list) {
+    if (!free_list.empty()) {
+        const std::uint32_t index = free_list.back();
+        free_list.pop_back();
+        return index;
+    }
+    slots.emplace_back();
+    return static_cast<std::uint32_t>(slots.size() - 1);
+}
+
+template <message_type Message, threading_policy Policy>
+std::string basic_broker<Message, Policy>::generate_name(std::string_view prefix) {
+    // RabbitMQ's server-named queues look like amq.gen-<22 characters>; so do ours.
+    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string name(prefix);
+    std::uint64_t x = name_seed_ + 0x9E3779B97F4A7C15ULL * ++name_counter_;
+    for (int i = 0; i < 22; ++i) {
+        if (i % 10 == 0) { // splitmix64 step: fresh bits every ten characters
+            x ^= x >> 30;
+            x *= 0xBF58476D1CE4E5B9ULL;
+            x ^= x >> 27;
+            x *= 0x94D049BB133111EBULL;
+            x ^= x >> 31;
+        }
+        name += alphabet[x & 63U];
+        x >>= 6;
+    }
+    return name;
+}
+
+// ---------------------------------------------------------------------------------------
+// exchanges
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::add_exchange(std::string_view name, std::string_view type,
+                                                 const exchange_options& options) {
+    auto factory = exchange_types_.find(type);
+    auto node = detail::make_ref<exchange_node>();
+    node->name = std::string(name);
+    node->type = std::string(type);
+    node->options = options;
+    if (!name.empty()) node->impl = factory->second();
+    node->index = take_slot(exchanges_, free_exchanges_);
+    exchanges_[node->index] = node;
+    exchange_by_name_.emplace(node->name, node->index);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::declare_exchange(std::string_view name, std::string_view type,
+                                                     const exchange_options& options) {
+    detail::check_length(name, "exchange name");
+    detail::validate_table(options.arguments, "exchange arguments");
+    if (name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    unique_lock lock(topology_);
+    if (auto it = exchange_by_name_.find(name); it != exchange_by_name_.end()) {
+        const exchange_node& existing = *exchanges_[it->second];
+        auto inequivalent = [&](std::string_view arg, std::string_view received, std::string_view current) {
+            detail::raise(reply_code::precondition_failed,
+                          "inequivalent arg " + detail::quoted(arg) + " for exchange " + detail::quoted(name) +
+                              ": received " + detail::quoted(received) + " but current is " + detail::quoted(current));
+        };
+        auto text = [](bool b) { return b ? "true" : "false"; };
+        if (existing.type != type) inequivalent("type", type, existing.type);
+        if (existing.options.durable != options.durable) inequivalent("durable", text(options.durable), text(existing.options.durable));
+        if (existing.options.auto_delete != options.auto_delete) {
+            inequivalent("auto_delete", text(options.auto_delete), text(existing.options.auto_delete));
+        }
+        if (existing.options.internal != options.internal) inequivalent("internal", text(options.internal), text(existing.options.internal));
+        if (existing.options.arguments != options.arguments) {
+            detail::raise(reply_code::precondition_failed, "inequivalent arguments for exchange " + detail::quoted(name));
+        }
+        return;
+    }
+    if (name.starts_with("amq.")) {
+        detail::raise(reply_code::access_refused,
+                      "exchange name " + detail::quoted(name) + " contains reserved prefix 'amq.*'");
+    }
+    if (!exchange_types_.contains(type)) {
+        detail::raise(reply_code::command_invalid, "unknown exchange type " + detail::quoted(type));
+    }
+    if (options.arguments.contains("alternate-exchange")) {
+        detail::raise(reply_code::not_implemented, "exchange argument 'alternate-exchange' is not supported yet");
+    }
+    add_exchange(name, type, options);
+}
+
+template <message_type Message, threading_policy Policy>
+bool basic_broker<Message, Policy>::has_exchange(std::string_view name) const {
+    shared_lock lock(topology_);
+    return exchange_by_name_.contains(name);
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::find_exchange(std::string_view name) const -> exchange_node& {
+    auto it = exchange_by_name_.find(name);
+    if (it == exchange_by_name_.end()) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(name));
+    return *exchanges_[it->second];
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::delete_exchange(std::string_view name, bool if_unused) {
+    if (name.empty() || name.starts_with("amq.")) {
+        detail::raise(reply_code::access_refused, "operation not permitted on exchange " + detail::quoted(name));
+    }
+    unique_lock lock(topology_);
+    auto it = exchange_by_name_.find(name);
+    if (it == exchange_by_name_.end()) return;
+    exchange_node& exchange = *exchanges_[it->second];
+    if (if_unused && exchange.binding_count > 0) {
+        detail::raise(reply_code::precondition_failed, "exchange " + detail::quoted(name) + " in use");
+    }
+    delete_exchange_locked(exchange);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::delete_exchange_locked(exchange_node& exchange) {
+    const destination self(destination::kind::exchange, exchange.index);
+    drop_outgoing(exchange);
+    drop_incoming(self);
+    exchange.deleted = true;
+    exchange_by_name_.erase(exchange_by_name_.find(std::string_view(exchange.name)));
+    const std::uint32_t index = exchange.index;
+    exchanges_[index].reset(); // publishers may keep the node alive, marked deleted
+    free_exchanges_.push_back(index);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::maybe_auto_delete(exchange_node& exchange) {
+    if (exchange.options.auto_delete && exchange.had_binding && exchange.binding_count == 0 && !exchange.deleted) {
+        delete_exchange_locked(exchange);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// queues
+
+template <message_type Message, threading_policy Policy>
+std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, const queue_options& options) {
+    detail::check_length(name, "queue name");
+    detail::validate_table(options.arguments, "queue arguments");
+    // Arguments whose behaviour is not built yet are refused, not silently ignored.
+    static constexpr std::string_view unsupported[] = {
+        "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-overflow",
+        "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-single-active-consumer"};
+    for (std::string_view arg : unsupported) {
+        if (options.arguments.contains(arg)) {
+            detail::raise(reply_code::not_implemented, "queue argument " + detail::quoted(arg) + " is not supported yet");
+        }
+    }
+    unique_lock lock(topology_);
+    if (!name.empty()) {
+        if (auto it = queue_by_name_.find(name); it != queue_by_name_.end()) {
+            const queue_options& current = queues_[it->second].queue->options();
+            auto check = [&](std::string_view arg, bool received, bool existing) {
+                if (received == existing) return;
+                detail::raise(reply_code::precondition_failed,
+                              "inequivalent arg " + detail::quoted(arg) + " for queue " + detail::quoted(name) +
+                                  ": received '" + (received ? "true" : "false") + "' but current is '" +
+                                  (existing ? "true" : "false") + "'");
+            };
+            check("durable", options.durable, current.durable);
+            check("exclusive", options.exclusive, current.exclusive);
+            check("auto_delete", options.auto_delete, current.auto_delete);
+            if (options.arguments != current.arguments) {
+                detail::raise(reply_code::precondition_failed, "inequivalent arguments for queue " + detail::quoted(name));
+            }
+            return std::string(name);
+        }
+        if (name.starts_with("amq.")) {
+            detail::raise(reply_code::access_refused,
+                          "queue name " + detail::quoted(name) + " contains reserved prefix 'amq.*'");
+        }
+    }
+    std::string actual(name);
+    while (actual.empty() || queue_by_name_.contains(actual)) actual = generate_name("amq.gen-");
+    const std::uint32_t index = take_slot(queues_, free_queues_);
+    queues_[index].queue = detail::make_ref<queue_type>(actual, options);
+    queue_by_name_.emplace(actual, index);
+    declared_order_.push_back(queues_[index].queue);
+    rebuild_queue_list();
+    return actual;
+}
+
+template <message_type Message, threading_policy Policy>
+bool basic_broker<Message, Policy>::has_queue(std::string_view name) const {
+    shared_lock lock(topology_);
+    return queue_by_name_.contains(name);
+}
+
+template <message_type Message, threading_policy Policy>
+std::uint32_t basic_broker<Message, Policy>::find_queue_index(std::string_view name) const {
+    auto it = queue_by_name_.find(name);
+    if (it == queue_by_name_.end()) detail::raise(reply_code::not_found, "no queue " + detail::quoted(name));
+    return it->second;
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::find_queue_ref(std::string_view name) const -> detail::ref_ptr<queue_type> {
+    shared_lock lock(topology_);
+    return queues_[find_queue_index(name)].queue;
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, const queue_delete_options& options) {
+    unique_lock lock(topology_);
+    auto it = queue_by_name_.find(name);
+    if (it == queue_by_name_.end()) return 0;
+    queue_type& queue = *queues_[it->second].queue;
+    if (options.if_unused && queue.consumer_count() > 0) {
+        detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " in use");
+    }
+    if (options.if_empty && queue.message_count() > 0) {
+        detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " not empty");
+    }
+    const std::size_t dropped = queue.message_count();
+    delete_queue_locked(it->second);
+    return dropped;
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::delete_queue_locked(std::uint32_t index) {
+    detail::ref_ptr<queue_type> queue = std::move(queues_[index].queue);
+    drop_incoming(destination(destination::kind::queue, index));
+    queues_[index] = queue_slot{};
+    free_queues_.push_back(index);
+    queue_by_name_.erase(queue_by_name_.find(std::string_view(queue->name())));
+    declared_order_.erase(std::find(declared_order_.begin(), declared_order_.end(), queue));
+    rebuild_queue_list();
+    queue->close();
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::purge_queue(std::string_view name) {
+    return find_queue_ref(name)->purge();
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::rebuild_queue_list() {
+    auto list = detail::make_ref<queue_list>();
+    list->queues = declared_order_;
+    dispatch_list_ = std::move(list);
+}
+
+// ---------------------------------------------------------------------------------------
+// bindings
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::bind_queue(std::string_view queue, std::string_view exchange,
+                                               std::string_view binding_key, const field_table& arguments) {
+    detail::check_length(binding_key, "binding key");
+    detail::validate_table(arguments, "binding arguments");
+    unique_lock lock(topology_);
+    exchange_node& source = find_exchange(exchange); // RabbitMQ reports a missing exchange first
+    add_binding(destination(destination::kind::queue, find_queue_index(queue)), source, binding_key, arguments);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::unbind_queue(std::string_view queue, std::string_view exchange,
+                                                 std::string_view binding_key, const field_table& arguments) {
+    unique_lock lock(topology_);
+    exchange_node& source = find_exchange(exchange);
+    remove_binding(destination(destination::kind::queue, find_queue_index(queue)), source, binding_key, arguments);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::bind_exchange(std::string_view destination_name, std::string_view source,
+                                                  std::string_view binding_key, const field_table& arguments) {
+    detail::check_length(binding_key, "binding key");
+    detail::validate_table(arguments, "binding arguments");
+    unique_lock lock(topology_);
+    exchange_node& from = find_exchange(source); // RabbitMQ reports a missing source first
+    const exchange_node& target = find_exchange(destination_name);
+    if (target.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    add_binding(destination(destination::kind::exchange, target.index), from, binding_key, arguments);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::unbind_exchange(std::string_view destination_name, std::string_view source,
+                                                    std::string_view binding_key, const field_table& arguments) {
+    unique_lock lock(topology_);
+    (void)find_exchange(source); // RabbitMQ reports a missing source first
+    const exchange_node& target = find_exchange(destination_name);
+    remove_binding(destination(destination::kind::exchange, target.index), source, binding_key, arguments);
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::incoming_of(destination target) -> std::vector<incoming_binding>& {
+    return target.type() == destination::kind::queue ? queues_[target.index()].incoming
+                                                     : exchanges_[target.index()]->incoming;
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::add_binding(destination target, exchange_node& source, std::string_view key,
+                                                const field_table& args) {
+    if (source.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    auto& targets = source.bindings[std::string(key)];
+    for (const auto& b : targets) {
+        if (b.target == target && b.arguments == args) return; // the same binding: nothing to do
+    }
+    source.impl->bind(target, key, args); // may refuse the arguments; nothing changed yet
+    targets.push_back(binding{target, args});
+    ++source.binding_count;
+    source.had_binding = true;
+    incoming_of(target).push_back(incoming_binding{source.index, std::string(key), args});
+}
+
+template <message_type Message, threading_policy Policy>
+bool basic_broker<Message, Policy>::erase_binding(exchange_node& source, destination target, std::string_view key,
+                                                  const field_table& args) {
+    auto slot = source.bindings.find(std::string(key));
+    if (slot == source.bindings.end()) return false;
+    auto& targets = slot->second;
+    auto it = std::find_if(targets.begin(), targets.end(),
+                           [&](const binding& b) { return b.target == target && b.arguments == args; });
+    if (it == targets.end()) return false;
+    source.impl->unbind(target, key, args);
+    targets.erase(it);
+    if (targets.empty()) source.bindings.erase(slot);
+    --source.binding_count;
+    return true;
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::remove_binding(destination target, exchange_node& source, std::string_view key,
+                                                   const field_table& args) {
+    if (source.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    if (!erase_binding(source, target, key, args)) return;
+    auto& incoming = incoming_of(target);
+    incoming.erase(std::find_if(incoming.begin(), incoming.end(), [&](const incoming_binding& b) {
+        return b.source == source.index && b.key == key && b.arguments == args;
+    }));
+    maybe_auto_delete(source);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::drop_incoming(destination target) {
+    std::vector<incoming_binding> incoming = std::move(incoming_of(target));
+    incoming_of(target).clear();
+    for (const auto& b : incoming) {
+        detail::ref_ptr<exchange_node> source = exchanges_[b.source];
+        if (!source) continue;
+        erase_binding(*source, target, b.key, b.arguments);
+        maybe_auto_delete(*source);
+    }
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::drop_outgoing(exchange_node& exchange) {
+    for (auto& [key, targets] : exchange.bindings) {
+        for (const auto& b : targets) {
+            auto& incoming = incoming_of(b.target);
+            incoming.erase(std::remove_if(incoming.begin(), incoming.end(),
+                                          [&](const incoming_binding& in) { return in.source == exchange.index; }),
+                           incoming.end());
+        }
+    }
+    exchange.bindings.clear();
+    exchange.binding_count = 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// publishing
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::route(const exchange_node& exchange, const routing_view& view,
+                                          std::vector<destination>& out) const {
+    out.clear();
+    if (exchange.name.empty()) { // the default exchange: the queue named by the key
+        if (auto it = queue_by_name_.find(view.routing_key); it != queue_by_name_.end()) {
+            out.push_back(destination(destination::kind::queue, it->second));
+        }
+        return;
+    }
+    thread_local destination_list found;
+    found.clear();
+    exchange.impl->route(view, found);
+    // Follow exchange-to-exchange bindings breadth first; each exchange is visited once,
+    // which both ends cycles and keeps one copy per queue.
+    thread_local std::vector<std::uint32_t> visited;
+    visited.clear();
+    visited.push_back(exchange.index);
+    for (std::size_t i = 0; i < found.size(); ++i) {
+        const destination d = found[i];
+        if (d.type() == destination::kind::queue) {
+            out.push_back(d);
+        } else if (std::find(visited.begin(), visited.end(), d.index()) == visited.end()) {
+            visited.push_back(d.index());
+            exchanges_[d.index()]->impl->route(view, found);
+        }
+    }
+    if (out.size() > 1) {
+        std::sort(out.begin(), out.end());
+        out.erase(std::unique(out.begin(), out.end()), out.end());
+    }
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::publish(std::string_view exchange, Message msg) {
+    shared_lock lock(topology_);
+    return publish_locked(find_exchange(exchange), std::move(msg));
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message&& msg) {
+    shared_lock lock(topology_);
+    if (exchange.deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange.name));
+    return publish_locked(exchange, std::move(msg));
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message&& msg) {
+    detail::check_length(msg.routing_key, "routing key");
+    detail::validate_table(msg.properties.headers, "message headers");
+    if (exchange.options.internal) {
+        detail::raise(reply_code::access_refused,
+                      "cannot publish to internal exchange " + detail::quoted(exchange.name));
+    }
+    thread_local std::vector<destination> targets;
+    route(exchange, routing_view{msg.routing_key, msg.properties}, targets);
+    if (targets.empty()) return 0;
+    // One immutable node, shared by every queue that gets the message.
+    auto node = detail::make_ref<node_type>(std::move(msg), exchange.name);
+    std::size_t delivered = 0;
+    for (const destination d : targets) {
+        if (queues_[d.index()].queue->push(node)) ++delivered;
+    }
+    return delivered;
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::make_publisher(std::string_view exchange) -> publisher {
+    shared_lock lock(topology_);
+    return publisher(this, exchanges_[find_exchange(exchange).index]);
+}
+
+// ---------------------------------------------------------------------------------------
+// consuming
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::try_get(std::string_view queue, ack_mode mode) -> std::optional<delivery> {
+    return find_queue_ref(queue)->try_get(mode);
+}
+
+template <message_type Message, threading_policy Policy>
+template <class Rep, class Period>
+    requires Policy::thread_safe
+auto basic_broker<Message, Policy>::try_get_for(std::string_view queue, std::chrono::duration<Rep, Period> timeout,
+                                                ack_mode mode) -> std::optional<delivery> {
+    return find_queue_ref(queue)->try_get_for(timeout, mode);
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback fn, consumer_options options)
+    -> subscription {
+    WARREN_ASSERT(static_cast<bool>(fn), "subscribe needs a callback");
+    detail::check_length(options.tag, "consumer tag");
+    detail::ref_ptr<queue_type> target = find_queue_ref(queue);
+    const std::uint64_t id = next_consumer_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (options.tag.empty()) options.tag = "ctag-" + std::to_string(id);
+    std::string tag = options.tag;
+    target->add_consumer(id, std::move(options), std::move(fn));
+    return subscription(this, std::move(target), id, std::move(tag));
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::end_subscription(queue_type& queue, std::uint64_t consumer_id) noexcept {
+    const auto result = queue.cancel(consumer_id);
+    if (!result.cancelled || !result.last_consumer_gone || !queue.options().auto_delete) return;
+    unique_lock lock(topology_);
+    if (auto it = queue_by_name_.find(std::string_view(queue.name()));
+        it != queue_by_name_.end() && queues_[it->second].queue.get() == &queue) {
+        delete_queue_locked(it->second);
+    }
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::set_error_handler(error_handler handler) {
+    unique_lock lock(topology_);
+    error_handler_ = std::move(handler);
+}
+
+template <message_type Message, threading_policy Policy>
+bool basic_broker<Message, Policy>::run_callback(typename queue_type::pending_callback& pending, queue_type& queue) {
+    std::exception_ptr failure;
+    try {
+        pending.target->callback(pending.delivery);
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    const std::uint64_t tag = pending.delivery.delivery_tag();
+    if (failure && pending.delivery.pending()) {
+        pending.delivery.reject(false); // see the class comment: no endless redelivery
+    }
+    queue.finish(*pending.target);
+    if (!failure) return true;
+    error_handler handler;
+    {
+        shared_lock lock(topology_);
+        handler = error_handler_;
+    }
+    if (!handler) std::rethrow_exception(failure);
+    handler(consumer_error{failure, queue.name(), pending.target->options.tag, tag});
+    return true;
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::dispatch(std::size_t max_messages) {
+    detail::ref_ptr<queue_list> list;
+    {
+        shared_lock lock(topology_);
+        list = dispatch_list_;
+    }
+    std::size_t delivered = 0;
+    bool progress = true;
+    while (progress && delivered < max_messages) {
+        progress = false;
+        for (const auto& queue : list->queues) {
+            if (delivered == max_messages) break;
+            auto pending = queue->next_callback();
+            if (!pending) continue;
+            ++delivered;
+            progress = true;
+            run_callback(*pending, *queue);
+        }
+    }
+    return delivered;
+}
+
+} // namespace warren

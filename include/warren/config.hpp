@@ -1,0 +1,24 @@
+#pragma once
+/// @file config.hpp
+/// Version, assertions and the exceptions switch.
+
+#define WARREN_VERSION_MAJOR 0
+#define WARREN_VERSION_MINOR 1
+#define WARREN_VERSION_PATCH 0
+
+/// WARREN_ASSERT(cond, message) checks a precondition that only a bug in the caller can
+/// break. Define it before including warren to route failures into your own handler.
+#ifndef WARREN_ASSERT
+#    include <cassert>
+#    define WARREN_ASSERT(condition, message) assert((condition) && (message))
+#endif
+
+/// WARREN_EXCEPTIONS is 1 when the compiler has exceptions enabled. Without them every
+/// `warren::error` is printed to stderr and the process aborts (see detail::raise).
+#ifndef WARREN_EXCEPTIONS
+#    if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#        define WARREN_EXCEPTIONS 1
+#    else
+#        define WARREN_EXCEPTIONS 0
+#    endif
+#endif

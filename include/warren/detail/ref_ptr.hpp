@@ -1,0 +1,71 @@
+#pragma once
+/// @file detail/ref_ptr.hpp
+/// An intrusive reference-counted pointer whose counter follows the threading policy.
+
+#include <atomic>
+#include <cstdint>
+#include <utility>
+
+#include "../policy.hpp"
+
+namespace warren::detail {
+
+/// Base for objects shared through ref_ptr. With single_threaded the count is a plain
+/// integer, so sharing a message between queues costs no atomic operation.
+template <class Policy>
+class ref_counted {
+public:
+    ref_counted() = default;
+    ref_counted(const ref_counted&) = delete;
+    ref_counted& operator=(const ref_counted&) = delete;
+
+    void add_ref() const noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+    /// Returns true when this was the last reference.
+    [[nodiscard]] bool release() const noexcept { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
+
+protected:
+    ~ref_counted() = default;
+
+private:
+    mutable typename Policy::template atomic<std::uint32_t> refs_{0};
+};
+
+/// Owns one reference to a T derived from ref_counted.
+template <class T>
+class ref_ptr {
+public:
+    constexpr ref_ptr() noexcept = default;
+    explicit ref_ptr(T* p) noexcept : p_(p) {
+        if (p_) p_->add_ref();
+    }
+    ref_ptr(const ref_ptr& other) noexcept : ref_ptr(other.p_) {}
+    ref_ptr(ref_ptr&& other) noexcept : p_(std::exchange(other.p_, nullptr)) {}
+    ref_ptr& operator=(ref_ptr other) noexcept {
+        swap(other);
+        return *this;
+    }
+    ~ref_ptr() { reset(); }
+
+    void reset() noexcept {
+        if (p_ && p_->release()) delete p_;
+        p_ = nullptr;
+    }
+    void swap(ref_ptr& other) noexcept { std::swap(p_, other.p_); }
+
+    [[nodiscard]] T* get() const noexcept { return p_; }
+    T& operator*() const noexcept { return *p_; }
+    T* operator->() const noexcept { return p_; }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+    friend bool operator==(const ref_ptr& a, const ref_ptr& b) noexcept { return a.p_ == b.p_; }
+
+private:
+    T* p_ = nullptr;
+};
+
+/// Allocates a T and returns the first reference to it.
+template <class T, class... Args>
+[[nodiscard]] ref_ptr<T> make_ref(Args&&... args) {
+    return ref_ptr<T>(new T(std::forward<Args>(args)...));
+}
+
+} // namespace warren::detail

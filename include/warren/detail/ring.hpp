@@ -1,0 +1,90 @@
+#pragma once
+/// @file detail/ring.hpp
+/// A growable ring buffer: FIFO storage that allocates nothing in steady state.
+
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <utility>
+
+namespace warren::detail {
+
+/// A double-ended queue over one power-of-two array. Unlike std::deque it keeps its
+/// storage when it drains, so a queue that fills and empties every frame stops allocating.
+template <class T>
+class ring {
+public:
+    ring() = default;
+    ring(const ring&) = delete;
+    ring& operator=(const ring&) = delete;
+    ~ring() {
+        clear();
+        if (data_) std::allocator<T>().deallocate(data_, capacity_);
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+
+    T& operator[](std::size_t i) noexcept { return data_[(head_ + i) & (capacity_ - 1)]; }
+    const T& operator[](std::size_t i) const noexcept { return data_[(head_ + i) & (capacity_ - 1)]; }
+    T& front() noexcept { return (*this)[0]; }
+    T& back() noexcept { return (*this)[size_ - 1]; }
+
+    void push_back(T value) {
+        reserve_one();
+        ::new (static_cast<void*>(&data_[(head_ + size_) & (capacity_ - 1)])) T(std::move(value));
+        ++size_;
+    }
+    void push_front(T value) {
+        reserve_one();
+        head_ = (head_ + capacity_ - 1) & (capacity_ - 1);
+        ::new (static_cast<void*>(&data_[head_])) T(std::move(value));
+        ++size_;
+    }
+    /// Inserts before position `pos`, moving whichever side is shorter.
+    void insert(std::size_t pos, T value) {
+        if (pos < size_ / 2) {
+            push_front(std::move(value));
+            for (std::size_t i = 0; i < pos; ++i) std::swap((*this)[i], (*this)[i + 1]);
+        } else {
+            push_back(std::move(value));
+            for (std::size_t i = size_ - 1; i > pos; --i) std::swap((*this)[i], (*this)[i - 1]);
+        }
+    }
+    T pop_front() {
+        T value = std::move(front());
+        front().~T();
+        head_ = (head_ + 1) & (capacity_ - 1);
+        --size_;
+        return value;
+    }
+    void clear() noexcept {
+        while (size_ > 0) {
+            front().~T();
+            head_ = (head_ + 1) & (capacity_ - 1);
+            --size_;
+        }
+    }
+
+private:
+    void reserve_one() {
+        if (size_ < capacity_) return;
+        const std::size_t grown = capacity_ == 0 ? 16 : capacity_ * 2;
+        T* fresh = std::allocator<T>().allocate(grown);
+        for (std::size_t i = 0; i < size_; ++i) {
+            ::new (static_cast<void*>(&fresh[i])) T(std::move((*this)[i]));
+            (*this)[i].~T();
+        }
+        if (data_) std::allocator<T>().deallocate(data_, capacity_);
+        data_ = fresh;
+        capacity_ = grown;
+        head_ = 0;
+    }
+
+    T* data_ = nullptr;
+    std::size_t capacity_ = 0; // zero or a power of two
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+};
+
+} // namespace warren::detail

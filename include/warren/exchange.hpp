@@ -1,0 +1,87 @@
+#pragma once
+/// @file exchange.hpp
+/// The exchange concept: what a type must offer to route messages inside a broker.
+
+#include <concepts>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "field_table.hpp"
+#include "properties.hpp"
+
+namespace warren {
+
+/// Where a binding leads: a queue or, for exchange-to-exchange bindings, an exchange.
+/// Destinations are small handles the broker hands out; exchanges store and return them
+/// without looking inside. Thread safety: a value type.
+class destination {
+public:
+    enum class kind : std::uint8_t { queue, exchange };
+
+    constexpr destination() noexcept = default;
+    constexpr destination(kind k, std::uint32_t index) noexcept
+        : bits_((index << 1) | (k == kind::exchange ? 1U : 0U)) {}
+
+    [[nodiscard]] constexpr kind type() const noexcept { return (bits_ & 1U) ? kind::exchange : kind::queue; }
+    [[nodiscard]] constexpr std::uint32_t index() const noexcept { return bits_ >> 1; }
+    [[nodiscard]] constexpr std::uint32_t bits() const noexcept { return bits_; }
+
+    friend constexpr auto operator<=>(destination, destination) noexcept = default;
+
+private:
+    std::uint32_t bits_ = 0;
+};
+
+/// What an exchange sees of a message when it routes it.
+struct routing_view {
+    std::string_view routing_key;
+    const warren::properties& properties;
+};
+
+/// Collects an exchange's routing decision. Adding a destination twice is harmless: the
+/// broker delivers one copy per queue however many bindings match.
+class destination_list {
+public:
+    /// Adds `d` to the result.
+    void add(destination d) { items_.push_back(d); }
+    [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
+    [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
+    [[nodiscard]] auto begin() const noexcept { return items_.begin(); }
+    [[nodiscard]] auto end() const noexcept { return items_.end(); }
+    [[nodiscard]] destination operator[](std::size_t i) const noexcept { return items_[i]; }
+
+    /// Broker use: empties the list but keeps its capacity, so routing allocates nothing
+    /// once warm.
+    void clear() noexcept { items_.clear(); }
+    /// Broker use: the raw storage, for sorting and deduplication.
+    [[nodiscard]] std::vector<destination>& storage() noexcept { return items_; }
+
+private:
+    std::vector<destination> items_;
+};
+
+/// An exchange type: a routing table the broker feeds with bindings and asks for routes.
+///
+/// - `E::type_name` is the name used to declare it ("topic", "x-consistent-hash").
+/// - `bind(d, key, args)` adds one binding. The broker calls it once per distinct
+///   (destination, key, arguments) triple, so the same (d, key) may arrive with different
+///   arguments. It may throw warren::error to refuse bad arguments, leaving itself unchanged.
+/// - `unbind(d, key, args)` removes a binding that `bind` accepted before.
+/// - `route(msg, out)` adds to `out` every destination whose binding matches.
+///
+/// The broker serialises bind and unbind against route, so an exchange needs no locks of
+/// its own; `route` is const and may run on several threads at once.
+template <class E>
+concept exchange_type = std::default_initializable<E> && requires(E& e, const E& ce, destination d,
+                                                                 std::string_view key,
+                                                                 const field_table& args,
+                                                                 const routing_view& msg,
+                                                                 destination_list& out) {
+    { E::type_name } -> std::convertible_to<std::string_view>;
+    e.bind(d, key, args);
+    e.unbind(d, key, args);
+    ce.route(msg, out);
+};
+
+} // namespace warren

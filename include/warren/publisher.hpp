@@ -1,0 +1,48 @@
+#pragma once
+/// @file publisher.hpp
+/// basic_publisher: a handle that publishes to one exchange without a name lookup.
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "detail/ref_ptr.hpp"
+
+namespace warren {
+
+/// Publishes to the exchange it was made for. The exchange is resolved once, when the
+/// handle is made, so publishing through it does no name lookup. If the exchange is
+/// deleted, publishing throws not_found (404) even if one of the same name is declared
+/// again: make a new publisher for the new exchange.
+/// @code
+/// auto logs = broker.make_publisher("logs");
+/// logs.publish({.routing_key = "kern.info", .body = "booted"});
+/// @endcode
+/// Thread safety: under multi_threaded, publish() is thread-safe. The broker must outlive
+/// its publishers.
+template <class Broker>
+class basic_publisher {
+public:
+    using message_type = typename Broker::message_type;
+
+    basic_publisher() noexcept = default;
+
+    /// Routes `message` and returns how many queues got it (0: unroutable).
+    [[nodiscard]] std::size_t publish(message_type msg) const { return broker_->publish_to(*exchange_, std::move(msg)); }
+
+    /// The exchange's name.
+    [[nodiscard]] const std::string& exchange() const noexcept { return exchange_->name; }
+    /// Whether this handle was made by a broker.
+    [[nodiscard]] explicit operator bool() const noexcept { return static_cast<bool>(exchange_); }
+
+private:
+    friend Broker;
+    using node = typename Broker::exchange_node;
+    basic_publisher(Broker* owner, detail::ref_ptr<node> exchange) noexcept
+        : broker_(owner), exchange_(std::move(exchange)) {}
+
+    Broker* broker_ = nullptr;
+    detail::ref_ptr<node> exchange_;
+};
+
+} // namespace warren

@@ -1,0 +1,28 @@
+#pragma once
+/// @file topic_exchange.hpp
+/// Topic: routing keys matched against binding patterns with `*` and `#`.
+
+#include <string_view>
+
+#include "exchange.hpp"
+#include "topic_matcher.hpp"
+
+namespace warren {
+
+/// Routes by topic pattern, RabbitMQ's way (see topic_matcher). Thread safety: as the
+/// exchange concept says.
+class topic_exchange {
+public:
+    static constexpr std::string_view type_name = "topic";
+
+    void bind(destination d, std::string_view key, const field_table& /*args*/) { matcher_.insert(key, d); }
+    void unbind(destination d, std::string_view key, const field_table& /*args*/) { matcher_.erase(key, d); }
+    void route(const routing_view& msg, destination_list& out) const {
+        matcher_.match(msg.routing_key, [&out](destination d) { out.add(d); });
+    }
+
+private:
+    topic_matcher<destination> matcher_;
+};
+
+} // namespace warren
