@@ -266,7 +266,7 @@ private:
     std::size_t publish_to(exchange_node& exchange, Message&& msg);
     std::size_t publish_locked(exchange_node& exchange, Message&& msg);
     void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
-    void end_subscription(queue_type& queue, std::uint64_t consumer_id) noexcept;
+    void delete_auto_delete_queue(queue_type& queue) noexcept;
     bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
 
     void add_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
@@ -632,9 +632,9 @@ template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::unbind_exchange(std::string_view destination_name, std::string_view source,
                                                     std::string_view binding_key, const field_table& arguments) {
     unique_lock lock(topology_);
-    (void)find_exchange(source); // RabbitMQ reports a missing source first
+    exchange_node& from = find_exchange(source); // RabbitMQ reports a missing source first
     const exchange_node& target = find_exchange(destination_name);
-    remove_binding(destination(destination::kind::exchange, target.index), source, binding_key, arguments);
+    remove_binding(destination(destination::kind::exchange, target.index), from, binding_key, arguments);
 }
 
 template <message_type Message, threading_policy Policy>
@@ -817,9 +817,7 @@ auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback f
 }
 
 template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::end_subscription(queue_type& queue, std::uint64_t consumer_id) noexcept {
-    const auto result = queue.cancel(consumer_id);
-    if (!result.cancelled || !result.last_consumer_gone || !queue.options().auto_delete) return;
+void basic_broker<Message, Policy>::delete_auto_delete_queue(queue_type& queue) noexcept {
     unique_lock lock(topology_);
     if (auto it = queue_by_name_.find(std::string_view(queue.name()));
         it != queue_by_name_.end() && queues_[it->second].queue.get() == &queue) {

@@ -51,7 +51,12 @@ public:
     void release() noexcept {
         if (!queue_) return;
         auto target = std::move(queue_);
-        broker_->end_subscription(*target, consumer_id_);
+        const auto result = target->cancel(consumer_id_);
+        // A deleted queue (or a destroyed broker, which deletes them all) reports nothing
+        // cancelled, so the broker is only touched while it exists.
+        if (result.cancelled && result.last_consumer_gone && target->options().auto_delete) {
+            broker_->delete_auto_delete_queue(*target);
+        }
         broker_ = nullptr;
     }
 

@@ -3,6 +3,7 @@
 /// A standalone topic matcher with RabbitMQ's semantics: a trie of binding-key words.
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -14,6 +15,68 @@
 #include "routing_key.hpp"
 
 namespace warren {
+namespace detail {
+
+/// A set of (node, word position) pairs, cleared in O(1) by bumping a stamp, so the
+/// matcher can remember where `#` already led without allocating per match once warm.
+class visit_set {
+public:
+    /// Forgets everything; sizes the table for about `expected` insertions.
+    void reset(std::size_t expected) {
+        std::size_t want = 16;
+        while (want < expected * 2) want *= 2;
+        if (want > keys_.size()) {
+            keys_.assign(want, 0);
+            stamps_.assign(want, 0);
+            stamp_ = 0;
+        }
+        if (++stamp_ == 0) { // wrapped: old stamps could look current
+            std::fill(stamps_.begin(), stamps_.end(), 0U);
+            stamp_ = 1;
+        }
+        used_ = 0;
+    }
+    /// Adds `key`; returns false if it was already there.
+    bool insert(std::uint64_t key) {
+        if ((used_ + 1) * 2 > keys_.size()) grow();
+        const std::size_t mask = keys_.size() - 1;
+        for (std::size_t i = mix(key) & mask;; i = (i + 1) & mask) {
+            if (stamps_[i] != stamp_) {
+                stamps_[i] = stamp_;
+                keys_[i] = key;
+                ++used_;
+                return true;
+            }
+            if (keys_[i] == key) return false;
+        }
+    }
+
+private:
+    static std::size_t mix(std::uint64_t x) noexcept {
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+        return static_cast<std::size_t>(x);
+    }
+    void grow() {
+        std::vector<std::uint64_t> live;
+        for (std::size_t i = 0; i < keys_.size(); ++i) {
+            if (stamps_[i] == stamp_) live.push_back(keys_[i]);
+        }
+        keys_.assign(keys_.size() * 2, 0);
+        stamps_.assign(stamps_.size() * 2, 0);
+        stamp_ = 1;
+        used_ = 0;
+        for (std::uint64_t k : live) insert(k);
+    }
+
+    std::vector<std::uint64_t> keys_;
+    std::vector<std::uint32_t> stamps_;
+    std::uint32_t stamp_ = 0;
+    std::size_t used_ = 0;
+};
+
+} // namespace detail
 
 /// Matches routing keys against topic binding keys, RabbitMQ's way: keys split on `.`,
 /// `*` matches exactly one word (possibly empty), `#` matches zero or more words and may
@@ -21,7 +84,8 @@ namespace warren {
 ///
 /// Each (pattern, value) pair is counted, so inserting it twice needs two erases. `match`
 /// reports a value once per pattern that matches; callers that want each value once
-/// deduplicate (the broker does).
+/// deduplicate (the broker does). Matching stays polynomial however many `#` a pattern
+/// holds: each (`#` node, word position) pair is explored once per match.
 /// @code
 /// warren::topic_matcher<int> m;
 /// m.insert("*.orange.*", 1);
@@ -74,7 +138,7 @@ private:
     std::uint32_t new_node();
     template <class F>
     void visit(std::uint32_t at, const std::vector<std::string_view>& words, std::size_t i,
-               F& on_match) const;
+               F& on_match, detail::visit_set& seen) const;
 
     std::vector<node> nodes_;
     std::vector<std::uint32_t> free_;
@@ -178,27 +242,45 @@ bool topic_matcher<Value>::erase(std::string_view pattern, const Value& value) {
 template <class Value>
 template <class F>
 void topic_matcher<Value>::match(std::string_view key, F&& on_match) const {
-    std::vector<std::string_view> words;
-    words.reserve(word_count(key));
-    for_each_word(key, [&](std::string_view w) { words.push_back(w); });
-    visit(0, words, 0, on_match);
+    // Scratch space is per thread, so concurrent matches need no lock and, once warm,
+    // matching allocates nothing. A match started from inside on_match gets its own.
+    struct scratch {
+        std::vector<std::string_view> words;
+        detail::visit_set seen;
+        bool in_use = false;
+    };
+    thread_local scratch shared;
+    scratch nested;
+    scratch& s = shared.in_use ? nested : shared;
+    s.in_use = true;
+    struct release_guard {
+        scratch& s;
+        ~release_guard() { s.in_use = false; }
+    } guard{s};
+    s.words.clear();
+    for_each_word(key, [&s](std::string_view w) { s.words.push_back(w); });
+    s.seen.reset(s.words.size() + 1);
+    visit(0, s.words, 0, on_match, s.seen);
 }
 
 template <class Value>
 template <class F>
 void topic_matcher<Value>::visit(std::uint32_t at, const std::vector<std::string_view>& words,
-                                 std::size_t i, F& on_match) const {
+                                 std::size_t i, F& on_match, detail::visit_set& seen) const {
     const node& n = nodes_[at];
     if (n.hash != none) {
-        // `#` swallows zero or more words: try every split point.
-        for (std::size_t j = i; j <= words.size(); ++j) visit(n.hash, words, j, on_match);
+        // `#` swallows zero or more words: try every split point, each only once, or
+        // patterns with many `#` would explore the same suffixes exponentially often.
+        for (std::size_t j = i; j <= words.size(); ++j) {
+            if (seen.insert((std::uint64_t{n.hash} << 32) | j)) visit(n.hash, words, j, on_match, seen);
+        }
     }
     if (i == words.size()) {
         for (const auto& entry : n.values) on_match(entry.first);
         return;
     }
-    if (auto it = n.words.find(words[i]); it != n.words.end()) visit(it->second, words, i + 1, on_match);
-    if (n.star != none) visit(n.star, words, i + 1, on_match);
+    if (auto it = n.words.find(words[i]); it != n.words.end()) visit(it->second, words, i + 1, on_match, seen);
+    if (n.star != none) visit(n.star, words, i + 1, on_match, seen);
 }
 
 } // namespace warren
