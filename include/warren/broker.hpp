@@ -41,6 +41,47 @@
 #include "topic_exchange.hpp"
 
 namespace warren {
+namespace detail {
+
+/// The queue arguments RabbitMQ compares when a queue is redeclared (rabbit_amqqueue's
+/// declare arguments); a difference in any other argument is accepted.
+inline constexpr std::string_view queue_equivalence_keys[] = {
+    "x-expires",        "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+    "x-max-length",     "x-max-length-bytes", "x-max-priority",   "x-overflow",
+    "x-queue-mode",     "x-queue-type",  "x-single-active-consumer", "x-delivery-limit",
+    "x-queue-master-locator", "x-queue-leader-locator", "x-max-age"};
+
+/// The exchange arguments RabbitMQ compares when an exchange is redeclared.
+inline constexpr std::string_view exchange_equivalence_keys[] = {"alternate-exchange"};
+
+/// A field value as RabbitMQ prints it in an inequivalence message.
+inline std::string describe_argument(const field_value* value) {
+    if (value == nullptr) return "none";
+    if (const auto* s = value->get_if<std::string>()) return detail::quoted(*s);
+    if (const auto* i = value->get_if<std::int64_t>()) return detail::quoted(std::to_string(*i));
+    if (const auto* b = value->get_if<bool>()) return detail::quoted(*b ? "true" : "false");
+    if (const auto* d = value->get_if<double>()) return detail::quoted(std::to_string(*d));
+    return "a table or array";
+}
+
+/// Refuses a redeclare whose `received` arguments differ from the `current` ones in one of
+/// `keys`: PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q': received
+/// '10' but current is none.
+template <class Keys>
+void check_equivalent_arguments(const field_table& received, const field_table& current, const Keys& keys,
+                                const std::string& object) {
+    for (std::string_view key : keys) {
+        const field_value* r = received.find(key);
+        const field_value* c = current.find(key);
+        if ((r == nullptr) != (c == nullptr) || (r != nullptr && !(*r == *c))) {
+            raise(reply_code::precondition_failed, "inequivalent arg " + detail::quoted(key) + " for " + object +
+                                                       ": received " + describe_argument(r) + " but current is " +
+                                                       describe_argument(c));
+        }
+    }
+}
+
+} // namespace detail
 
 /// How an exchange is declared. Redeclaring an exchange with different options is refused.
 struct exchange_options {
@@ -51,7 +92,7 @@ struct exchange_options {
     /// Only other exchanges may publish to it: publishing directly is access_refused (403).
     bool internal = false;
     /// Exchange arguments; kept and compared on redeclare.
-    field_table arguments;
+    field_table arguments{};
 
     friend bool operator==(const exchange_options&, const exchange_options&) = default;
 };
@@ -90,9 +131,11 @@ struct consumer_error {
 /// @endcode
 ///
 /// Delivery: messages wait in queues until taken with try_get() or pushed to subscribers by
-/// dispatch(). dispatch() serves queues in the order they were declared, one message per
-/// queue per round, until no consumer can take more or the budget is spent; within a queue,
-/// consumers take turns (round robin) and those at their prefetch limit are skipped.
+/// dispatch(). dispatch() serves queues round robin in declaration order, one message per
+/// queue per turn, going on from where the previous call stopped, until no consumer can
+/// take more or the budget is spent. Within a queue, consumers take turns as in RabbitMQ:
+/// the one served goes to the back of the rotation, a new one joins at the back, and one
+/// at its prefetch limit sits out until an ack frees it, then rejoins at the back.
 ///
 /// A callback that throws: if its delivery was still pending (manual ack, not settled or
 /// moved away), the message is rejected without requeue, so a poison message is not
@@ -284,7 +327,7 @@ private:
     [[nodiscard]] std::uint32_t find_queue_index(std::string_view name) const;
     [[nodiscard]] detail::ref_ptr<queue_type> find_queue_ref(std::string_view name) const;
     void add_exchange(std::string_view name, std::string_view type, const exchange_options& options);
-    [[nodiscard]] std::string generate_name(std::string_view prefix);
+    [[nodiscard]] std::string generate_name(std::string_view prefix, std::uint64_t serial) const;
 
     template <class T>
     static std::uint32_t take_slot(std::vector<T>& slots, std::vector<std::uint32_t>& free_list);
@@ -301,6 +344,7 @@ private:
     detail::ref_ptr<queue_list> dispatch_list_;
     error_handler error_handler_;
     typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
+    typename Policy::template atomic<std::size_t> dispatch_cursor_{0}; // where the next round starts
     std::uint64_t name_counter_ = 0;
     std::uint64_t name_seed_;
 };
@@ -363,13 +407,18 @@ std::uint32_t basic_broker<Message, Policy>::take_slot(std::vector<T>& slots, st
 }
 
 template <message_type Message, threading_policy Policy>
-std::string basic_broker<Message, Policy>::generate_name(std::string_view prefix) {
-    // RabbitMQ's server-named queues look like amq.gen-<22 characters>; so do ours.
+std::string basic_broker<Message, Policy>::generate_name(std::string_view prefix, std::uint64_t serial) const {
+    // RabbitMQ's generated names look like amq.gen-<22 characters>; so do ours.
     static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     std::string name(prefix);
-    std::uint64_t x = name_seed_ + 0x9E3779B97F4A7C15ULL * ++name_counter_;
+    // splitmix64: each name owns three steps of the sequence, so every character carries
+    // fresh bits, and distinct serials give distinct names.
+    std::uint64_t state = name_seed_ + 0x9E3779B97F4A7C15ULL * 3 * serial;
+    std::uint64_t x = 0;
     for (int i = 0; i < 22; ++i) {
-        if (i % 10 == 0) { // splitmix64 step: fresh bits every ten characters
+        if (i % 10 == 0) { // fresh bits every ten characters
+            state += 0x9E3779B97F4A7C15ULL;
+            x = state;
             x ^= x >> 30;
             x *= 0xBF58476D1CE4E5B9ULL;
             x ^= x >> 27;
@@ -404,8 +453,12 @@ void basic_broker<Message, Policy>::declare_exchange(std::string_view name, std:
                                                      const exchange_options& options) {
     detail::check_length(name, "exchange name");
     detail::validate_table(options.arguments, "exchange arguments");
-    if (name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     unique_lock lock(topology_);
+    // RabbitMQ checks the type first, even for an exchange that exists.
+    if (!exchange_types_.contains(type)) {
+        detail::raise(reply_code::command_invalid, "unknown exchange type " + detail::quoted(type));
+    }
+    if (name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     if (auto it = exchange_by_name_.find(name); it != exchange_by_name_.end()) {
         const exchange_node& existing = *exchanges_[it->second];
         auto inequivalent = [&](std::string_view arg, std::string_view received, std::string_view current) {
@@ -420,17 +473,15 @@ void basic_broker<Message, Policy>::declare_exchange(std::string_view name, std:
             inequivalent("auto_delete", text(options.auto_delete), text(existing.options.auto_delete));
         }
         if (existing.options.internal != options.internal) inequivalent("internal", text(options.internal), text(existing.options.internal));
-        if (existing.options.arguments != options.arguments) {
-            detail::raise(reply_code::precondition_failed, "inequivalent arguments for exchange " + detail::quoted(name));
-        }
+        // RabbitMQ compares only the arguments that change behaviour; for exchanges that
+        // is alternate-exchange. Other differences are accepted, as there.
+        detail::check_equivalent_arguments(options.arguments, existing.options.arguments, detail::exchange_equivalence_keys,
+                                           "exchange " + detail::quoted(name));
         return;
     }
     if (name.starts_with("amq.")) {
         detail::raise(reply_code::access_refused,
                       "exchange name " + detail::quoted(name) + " contains reserved prefix 'amq.*'");
-    }
-    if (!exchange_types_.contains(type)) {
-        detail::raise(reply_code::command_invalid, "unknown exchange type " + detail::quoted(type));
     }
     if (options.arguments.contains("alternate-exchange")) {
         detail::raise(reply_code::not_implemented, "exchange argument 'alternate-exchange' is not supported yet");
@@ -453,8 +504,10 @@ auto basic_broker<Message, Policy>::find_exchange(std::string_view name) const -
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::delete_exchange(std::string_view name, bool if_unused) {
-    if (name.empty() || name.starts_with("amq.")) {
-        detail::raise(reply_code::access_refused, "operation not permitted on exchange " + detail::quoted(name));
+    // RabbitMQ's words for both refusals.
+    if (name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    if (name.starts_with("amq.")) {
+        detail::raise(reply_code::access_refused, "deletion of system exchange " + detail::quoted(name) + " not allowed");
     }
     unique_lock lock(topology_);
     auto it = exchange_by_name_.find(name);
@@ -515,9 +568,8 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
             check("durable", options.durable, current.durable);
             check("exclusive", options.exclusive, current.exclusive);
             check("auto_delete", options.auto_delete, current.auto_delete);
-            if (options.arguments != current.arguments) {
-                detail::raise(reply_code::precondition_failed, "inequivalent arguments for queue " + detail::quoted(name));
-            }
+            detail::check_equivalent_arguments(options.arguments, current.arguments, detail::queue_equivalence_keys,
+                                               "queue " + detail::quoted(name));
             return std::string(name);
         }
         if (name.starts_with("amq.")) {
@@ -526,7 +578,7 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
         }
     }
     std::string actual(name);
-    while (actual.empty() || queue_by_name_.contains(actual)) actual = generate_name("amq.gen-");
+    while (actual.empty() || queue_by_name_.contains(actual)) actual = generate_name("amq.gen-", 2 * ++name_counter_);
     const std::uint32_t index = take_slot(queues_, free_queues_);
     queues_[index].queue = detail::make_ref<queue_type>(actual, options);
     queue_by_name_.emplace(actual, index);
@@ -603,6 +655,8 @@ void basic_broker<Message, Policy>::bind_queue(std::string_view queue, std::stri
                                                std::string_view binding_key, const field_table& arguments) {
     detail::check_length(binding_key, "binding key");
     detail::validate_table(arguments, "binding arguments");
+    // RabbitMQ refuses the default exchange before it looks any name up.
+    if (exchange.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     unique_lock lock(topology_);
     exchange_node& source = find_exchange(exchange); // RabbitMQ reports a missing exchange first
     add_binding(destination(destination::kind::queue, find_queue_index(queue)), source, binding_key, arguments);
@@ -611,6 +665,7 @@ void basic_broker<Message, Policy>::bind_queue(std::string_view queue, std::stri
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::unbind_queue(std::string_view queue, std::string_view exchange,
                                                  std::string_view binding_key, const field_table& arguments) {
+    if (exchange.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     unique_lock lock(topology_);
     exchange_node& source = find_exchange(exchange);
     remove_binding(destination(destination::kind::queue, find_queue_index(queue)), source, binding_key, arguments);
@@ -621,16 +676,21 @@ void basic_broker<Message, Policy>::bind_exchange(std::string_view destination_n
                                                   std::string_view binding_key, const field_table& arguments) {
     detail::check_length(binding_key, "binding key");
     detail::validate_table(arguments, "binding arguments");
+    if (source.empty() || destination_name.empty()) {
+        detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    }
     unique_lock lock(topology_);
     exchange_node& from = find_exchange(source); // RabbitMQ reports a missing source first
     const exchange_node& target = find_exchange(destination_name);
-    if (target.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     add_binding(destination(destination::kind::exchange, target.index), from, binding_key, arguments);
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::unbind_exchange(std::string_view destination_name, std::string_view source,
                                                     std::string_view binding_key, const field_table& arguments) {
+    if (source.empty() || destination_name.empty()) {
+        detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    }
     unique_lock lock(topology_);
     exchange_node& from = find_exchange(source); // RabbitMQ reports a missing source first
     const exchange_node& target = find_exchange(destination_name);
@@ -810,7 +870,9 @@ auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback f
     detail::check_length(options.tag, "consumer tag");
     detail::ref_ptr<queue_type> target = find_queue_ref(queue);
     const std::uint64_t id = next_consumer_id_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (options.tag.empty()) options.tag = "ctag-" + std::to_string(id);
+    // Like RabbitMQ's amq.ctag-<22 characters>; the consumer id keeps it unique. The odd
+    // serials are ours, so a tag never repeats a queue name.
+    if (options.tag.empty()) options.tag = generate_name("amq.ctag-", 2 * id + 1);
     std::string tag = options.tag;
     target->add_consumer(id, std::move(options), std::move(fn));
     return subscription(this, std::move(target), id, std::move(tag));
@@ -862,18 +924,25 @@ std::size_t basic_broker<Message, Policy>::dispatch(std::size_t max_messages) {
         shared_lock lock(topology_);
         list = dispatch_list_;
     }
+    const std::size_t n = list->queues.size();
+    if (n == 0) return 0;
+    // Rounds go on from the queue after the last one served, so a small budget per call
+    // (one frame's worth) still reaches every queue in turn.
+    std::size_t next = dispatch_cursor_.load(std::memory_order_relaxed) % n;
     std::size_t delivered = 0;
-    bool progress = true;
-    while (progress && delivered < max_messages) {
-        progress = false;
-        for (const auto& queue : list->queues) {
-            if (delivered == max_messages) break;
-            auto pending = queue->next_callback();
-            if (!pending) continue;
-            ++delivered;
-            progress = true;
-            run_callback(*pending, *queue);
+    std::size_t idle = 0; // queues in a row that had nothing to deliver
+    while (delivered < max_messages && idle < n) {
+        queue_type& queue = *list->queues[next];
+        next = next + 1 == n ? 0 : next + 1;
+        auto pending = queue.next_callback();
+        if (!pending) {
+            ++idle;
+            continue;
         }
+        idle = 0;
+        ++delivered;
+        dispatch_cursor_.store(next, std::memory_order_relaxed);
+        run_callback(*pending, queue);
     }
     return delivered;
 }

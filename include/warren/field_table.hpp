@@ -86,9 +86,23 @@ public:
     /// The void value (AMQP 'V'): in a headers binding it matches on presence alone.
     field_value() noexcept = default;
     field_value(bool b) noexcept : value_(b) {}
-    template <std::integral T>
-        requires(!std::same_as<T, bool> && !std::same_as<T, char>)
+    /// Any signed integer; AMQP's widths all compare as one kind.
+    template <std::signed_integral T>
+        requires(!std::same_as<T, char>)
     field_value(T n) noexcept : value_(static_cast<std::int64_t>(n)) {}
+    /// Any unsigned integer that fits a signed 64-bit one (AMQP tables have no unsigned
+    /// 64-bit type); a larger one is precondition_failed rather than a wrapped value.
+    template <std::unsigned_integral T>
+        requires(!std::same_as<T, bool> && !std::same_as<T, char>)
+    field_value(T n) : value_(std::int64_t{}) {
+        if (static_cast<std::uint64_t>(n) > static_cast<std::uint64_t>(INT64_MAX)) {
+            detail::raise(reply_code::precondition_failed,
+                          "field value " + std::to_string(n) + " exceeds the signed 64-bit range of AMQP integers");
+        }
+        value_ = static_cast<std::int64_t>(n);
+    }
+    /// A char is neither a number nor a string here: say which with an int or a string.
+    field_value(char) = delete;
     template <std::floating_point T>
     field_value(T x) noexcept : value_(static_cast<double>(x)) {}
     field_value(const char* s) : value_(std::string(s)) {}

@@ -38,7 +38,7 @@ struct queue_options {
     /// `x-` arguments. Those whose behaviour warren does not implement yet are refused
     /// with not_implemented (540) rather than silently ignored; unknown ones are kept, as
     /// RabbitMQ keeps them.
-    field_table arguments;
+    field_table arguments{};
 
     friend bool operator==(const queue_options&, const queue_options&) = default;
 };
@@ -46,7 +46,7 @@ struct queue_options {
 /// How a consumer subscribes.
 struct consumer_options {
     /// Its tag; empty means the broker generates one.
-    std::string tag;
+    std::string tag{};
     /// automatic: settled when handed out; manual: the callback acks, nacks or rejects.
     ack_mode ack = ack_mode::automatic;
     /// Most unacknowledged messages it holds at once (manual mode); 0 means no limit.
@@ -73,8 +73,9 @@ struct queue_counters {
 /// storage and consumer logic behind it.
 ///
 /// Order: messages leave in the order they arrived; a requeued message goes back to its
-/// original position (as in RabbitMQ's classic queues). Consumers are served round robin
-/// in subscription order, skipping those at their prefetch limit.
+/// original position (as in RabbitMQ's classic queues). Consumers form a rotation as in
+/// RabbitMQ: the one served moves to the back, a new one joins at the back, and one at its
+/// prefetch limit sits out until an ack frees it, then rejoins at the back.
 ///
 /// Thread safety: every member is thread-safe under multi_threaded (one mutex per queue);
 /// owner thread only under single_threaded.
@@ -94,6 +95,7 @@ public:
         callback_type callback;
         std::uint32_t unacked = 0;
         bool busy = false;        // its callback is running: never run it twice at once
+        bool blocked = false;     // sat out at its prefetch limit; rejoins at the back when freed
         bool cancelled = false;   // its subscription ended
         std::uint64_t in_flight = 0; // tag whose callback is running, if manual
         std::thread::id runner;      // the thread running its callback (multi_threaded)
@@ -195,6 +197,7 @@ private:
     [[nodiscard]] delivery_type hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
                                          const std::string& consumer_tag);
     [[nodiscard]] consumer* find_consumer(std::uint64_t id) noexcept;
+    void unblock(consumer& c);
     void requeue(ready_entry&& entry);
     void release_unacked(std::size_t index, bool ack, bool requeue);
     void drop_settled_front();
@@ -218,7 +221,6 @@ private:
     detail::ring<unacked_entry> unacked_; // ascending tags
     std::size_t unacked_count_ = 0;
     std::vector<detail::ref_ptr<consumer>> consumers_;
-    std::size_t next_consumer_ = 0; // round-robin cursor
     std::uint64_t next_sequence_ = 0;
     std::uint64_t last_tag_ = 0;
     queue_counters counters_;
@@ -302,6 +304,14 @@ auto basic_queue<Message, Policy>::find_consumer(std::uint64_t id) noexcept -> c
 }
 
 template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::unblock(consumer& c) {
+    // Freed from its prefetch limit: back into the rotation, at the end.
+    c.blocked = false;
+    auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x.get() == &c; });
+    std::rotate(it, it + 1, consumers_.end());
+}
+
+template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id) -> cancel_result {
     std::unique_lock lock(mutex_);
     auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& c) { return c->id == consumer_id; });
@@ -327,9 +337,7 @@ auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id) -> cancel_r
         }
     }
     drop_settled_front();
-    const std::size_t index = static_cast<std::size_t>(it - consumers_.begin());
     consumers_.erase(it);
-    if (next_consumer_ > index) --next_consumer_;
     return {true, consumers_.empty()};
 }
 
@@ -337,13 +345,17 @@ template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_callback> {
     std::lock_guard lock(mutex_);
     if (closed_ || ready_.empty() || consumers_.empty()) return std::nullopt;
-    const std::size_t n = consumers_.size();
-    for (std::size_t k = 0; k < n; ++k) {
-        const std::size_t index = (next_consumer_ + k) % n;
+    // consumers_ is the rotation, front first (rabbit_queue_consumers keeps the same order).
+    for (std::size_t index = 0; index < consumers_.size(); ++index) {
         consumer& c = *consumers_[index];
+        // A cancelled consumer is still listed while cancel() waits for its callback:
+        // it must get nothing more, or that wait could go on as long as messages arrive.
+        if (c.busy || c.cancelled || c.blocked) continue;
         const bool manual = c.options.ack == ack_mode::manual;
-        if (c.busy || (manual && c.options.prefetch != 0 && c.unacked >= c.options.prefetch)) continue;
-        next_consumer_ = (index + 1) % n;
+        if (manual && c.options.prefetch != 0 && c.unacked >= c.options.prefetch) {
+            c.blocked = true; // out of the rotation until an ack frees it
+            continue;
+        }
         c.busy = true;
         if constexpr (Policy::thread_safe) c.runner = std::this_thread::get_id();
         delivery_type d = hand_out(ready_.pop_front(), c.id, manual, c.options.tag);
@@ -351,7 +363,11 @@ auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_call
             ++c.unacked;
             c.in_flight = d.delivery_tag();
         }
-        return pending_callback{consumers_[index], std::move(d)};
+        detail::ref_ptr<consumer> served = consumers_[index];
+        // The consumer just served goes to the back of the rotation.
+        std::rotate(consumers_.begin() + static_cast<std::ptrdiff_t>(index),
+                    consumers_.begin() + static_cast<std::ptrdiff_t>(index) + 1, consumers_.end());
+        return pending_callback{std::move(served), std::move(d)};
     }
     return std::nullopt;
 }
@@ -387,7 +403,10 @@ std::size_t basic_queue<Message, Policy>::find_unacked(std::uint64_t tag) const 
 template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::release_unacked(std::size_t index, bool ack, bool requeue) {
     unacked_entry& u = unacked_[index];
-    if (consumer* c = find_consumer(u.owner)) --c->unacked;
+    if (consumer* c = find_consumer(u.owner)) {
+        --c->unacked;
+        if (c->blocked) unblock(*c);
+    }
     --unacked_count_;
     if (ack) {
         ++counters_.acked;
