@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Runs every warren check:
+#   gcc    g++ RelWithDebInfo, -Werror: unit tests, header self-containment,
+#          README example, examples
+#   clang  clang++ Debug, -Werror: the same
+#   asan   clang++ with AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan   clang++ with ThreadSanitizer, multithread tests only
+#   cmake consumers: find_package / add_subdirectory / FetchContent
+# Installs missing Debian packages first. Exits non-zero if anything fails.
+#
+# Usage: ./scripts/test.sh [stage...]   (stages: gcc clang asan tsan consumers;
+#                                         default: all of them)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+# ---------------------------------------------------------------------------
+# Packages
+# ---------------------------------------------------------------------------
+packages=(cmake ninja-build g++ clang libclang-rt-14-dev catch2)
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]})); then
+    echo "test.sh: installing missing packages: ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        echo "test.sh: need root or sudo to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# ---------------------------------------------------------------------------
+# Stages. Each runs in a subshell with errexit; a failing stage is recorded
+# and the remaining stages still run, so one CI log shows every failure.
+# ---------------------------------------------------------------------------
+logdir="$root/build/logs"
+mkdir -p "$logdir"
+
+tests_passed=0
+tests_failed=0
+summary=()
+
+preset_stage() {
+    local preset="$1" wrap=()
+    # clang 14's sanitizer runtimes cannot cope with the high mmap ASLR
+    # entropy of newer kernels (vm.mmap_rnd_bits > 28: "unexpected memory
+    # mapping"); run sanitized binaries without address randomisation there.
+    # (The build runs the test executables too, for test discovery.)
+    if [[ $preset == asan || $preset == tsan ]] && [ -r /proc/sys/vm/mmap_rnd_bits ] \
+        && [ "$(cat /proc/sys/vm/mmap_rnd_bits)" -gt 28 ]; then
+        echo "test.sh: vm.mmap_rnd_bits > 28; running $preset without ASLR (setarch -R)"
+        wrap=(setarch "$(uname -m)" -R)
+    fi
+    cmake --preset "$preset"
+    "${wrap[@]}" cmake --build --preset "$preset" -j2
+    "${wrap[@]}" ctest --preset "$preset"
+}
+
+consumers_stage() {
+    "$root/tests/cmake/run.sh"
+}
+
+run_stage() {
+    local name="$1" log="$logdir/$1.log" rc start secs
+    shift
+    start=$SECONDS
+    printf '\n######## %s ########\n' "$name"
+    set +e
+    ( set -euo pipefail; "$@" ) 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    secs=$((SECONDS - start))
+
+    # Count test results from the stage's closing lines.
+    local p=0 f=0 line
+    line="$(grep -E '[0-9]+ tests failed out of [0-9]+' "$log" | tail -n1 || true)"
+    if [ -n "$line" ]; then
+        f="$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")"
+        p=$(( $(sed -E 's/.* tests failed out of ([0-9]+).*/\1/' <<<"$line") - f ))
+    fi
+    line="$(grep -E '^cmake consumers: [0-9]+ passed' "$log" | tail -n1 || true)"
+    if [ -n "$line" ]; then
+        p="$(sed -E 's/^cmake consumers: ([0-9]+) passed.*/\1/' <<<"$line")"
+    fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1   # failed before/outside the tests (configure, build, consumer)
+    fi
+    tests_passed=$((tests_passed + p))
+    tests_failed=$((tests_failed + f))
+    if [ "$rc" -eq 0 ]; then
+        summary+=("$(printf '  %-10s OK    %4ss  %s passed' "$name" "$secs" "$p")")
+    else
+        summary+=("$(printf '  %-10s FAIL  %4ss  %s passed, %s failed (log: %s)' "$name" "$secs" "$p" "$f" "${log#"$root"/}")")
+    fi
+}
+
+stages=("$@")
+if ((${#stages[@]} == 0)); then
+    stages=(gcc clang asan tsan consumers)
+fi
+
+total_start=$SECONDS
+for s in "${stages[@]}"; do
+    case "$s" in
+        gcc|clang|asan)
+            run_stage "$s" preset_stage "$s" ;;
+        tsan)
+            if compgen -G "$root/tests/*_multithread.cpp" >/dev/null; then
+                run_stage tsan preset_stage tsan
+            else
+                summary+=("$(printf '  %-10s SKIP  (no tests/*_multithread.cpp yet)' tsan)")
+            fi ;;
+        consumers)
+            run_stage consumers consumers_stage ;;
+        *)
+            echo "test.sh: unknown stage '$s' (gcc clang asan tsan consumers)" >&2
+            exit 2 ;;
+    esac
+done
+
+echo
+echo "test.sh: stages (total $((SECONDS - total_start))s):"
+printf '%s\n' "${summary[@]}"
+echo "test.sh: ${tests_passed} passed, ${tests_failed} failed"
+if ((tests_failed)); then
+    exit 1
+fi

@@ -1,0 +1,2 @@
+#include <warren/warren.hpp>
+int main() { return 0; }
