@@ -319,17 +319,6 @@ TEMPLATE_TEST_CASE("broker: delete_exchange", "[broker][exchange]", warren::brok
     }
 }
 
-TEMPLATE_TEST_CASE("broker: the alternate-exchange argument is not_implemented yet", "[broker][exchange]",
-                   warren::broker, warren::concurrent_broker) {
-    TestType b;
-    b.declare_exchange("ae", "fanout");
-    warren::exchange_options options;
-    options.arguments.set("alternate-exchange", "ae");
-    CHECK(error_of([&] { b.declare_exchange("x", "direct", options); }) ==
-          "540 NOT_IMPLEMENTED - exchange argument 'alternate-exchange' is not supported yet");
-    CHECK_FALSE(b.has_exchange("x"));
-}
-
 // ---------------------------------------------------------------------------------------
 // declare_queue
 

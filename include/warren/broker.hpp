@@ -105,6 +105,15 @@ struct queue_delete_options {
     bool if_empty = false;
 };
 
+/// A mandatory message that no queue took, handed back to the return handler.
+template <class Message>
+struct basic_returned_message {
+    reply_code code = reply_code::no_route;
+    std::string reply_text;
+    std::string exchange;
+    Message message;
+};
+
 /// What a consumer callback threw, handed to the broker's error handler.
 struct consumer_error {
     std::exception_ptr exception;
@@ -158,6 +167,8 @@ public:
     using publisher = basic_publisher<basic_broker>;
     using callback = typename queue_type::callback_type;
     using error_handler = std::function<void(const consumer_error&)>;
+    using returned_message = basic_returned_message<Message>;
+    using return_handler = std::function<void(returned_message&)>;
 
     /// Makes a broker with the default exchange and amq.direct, amq.fanout, amq.topic,
     /// amq.headers and amq.match declared, as RabbitMQ has them.
@@ -214,10 +225,13 @@ public:
 
     // -- publishing ----------------------------------------------------------------------
 
-    /// Routes `message` through `exchange` ("" is the default exchange) and returns how
-    /// many queues got it; 0 means it was unroutable. Unknown exchange: not_found (404);
-    /// internal exchange: access_refused (403); key over 255 bytes: precondition_failed.
-    [[nodiscard]] std::size_t publish(std::string_view exchange, Message msg);
+    /// Routes `msg` through `exchange` ("" is the default exchange) and returns how many
+    /// queues got it; 0 means it was unroutable, and with `options.mandatory` it then goes
+    /// to the return handler (after the topology lock is released, so the handler may use
+    /// the broker). Alternate exchanges are followed as in RabbitMQ; a message an alternate
+    /// exchange routes counts as routed. Unknown exchange: not_found (404); internal
+    /// exchange: access_refused (403); key over 255 bytes: precondition_failed.
+    [[nodiscard]] std::size_t publish(std::string_view exchange, Message msg, publish_options options = {});
     /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
     [[nodiscard]] publisher make_publisher(std::string_view exchange);
 
@@ -240,6 +254,10 @@ public:
     /// Runs consumer callbacks for up to `max_messages` ready messages; returns how many
     /// were delivered. See the class comment for the order and for throwing callbacks.
     std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max());
+
+    /// Where mandatory messages that no queue took go. Without a handler they are dropped
+    /// (publish() returned 0 for them).
+    void set_return_handler(return_handler handler);
 
     /// Where exceptions from consumer callbacks go. Without a handler (the default),
     /// dispatch() rethrows them.
@@ -276,6 +294,7 @@ public:
         std::string type;
         exchange_options options;
         std::unique_ptr<detail::exchange_base> impl; // null for the default exchange
+        std::string alternate;                        // alternate-exchange argument, or empty
         std::uint32_t index = 0;
         bool deleted = false;
         bool had_binding = false;
@@ -306,8 +325,10 @@ private:
     template <class T>
     using name_map = std::unordered_map<std::string, T, transparent_hash, std::equal_to<>>;
 
-    std::size_t publish_to(exchange_node& exchange, Message&& msg);
-    std::size_t publish_locked(exchange_node& exchange, Message&& msg);
+    std::size_t publish_to(exchange_node& exchange, Message&& msg, publish_options options);
+    /// Routes and enqueues; an unroutable message stays in `msg` for the caller to return.
+    std::size_t publish_locked(exchange_node& exchange, Message& msg);
+    std::size_t finish_publish(std::size_t routed, const std::string& exchange, Message& msg, publish_options options);
     void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
     void delete_auto_delete_queue(queue_type& queue) noexcept;
     bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
@@ -343,6 +364,7 @@ private:
     std::vector<detail::ref_ptr<queue_type>> declared_order_;
     detail::ref_ptr<queue_list> dispatch_list_;
     error_handler error_handler_;
+    return_handler return_handler_;
     typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
     typename Policy::template atomic<std::size_t> dispatch_cursor_{0}; // where the next round starts
     std::uint64_t name_counter_ = 0;
@@ -443,6 +465,9 @@ void basic_broker<Message, Policy>::add_exchange(std::string_view name, std::str
     node->type = std::string(type);
     node->options = options;
     if (!name.empty()) node->impl = factory->second();
+    if (const field_value* alternate = options.arguments.find("alternate-exchange")) {
+        node->alternate = *alternate->get_if<std::string>();
+    }
     node->index = take_slot(exchanges_, free_exchanges_);
     exchanges_[node->index] = node;
     exchange_by_name_.emplace(node->name, node->index);
@@ -483,8 +508,11 @@ void basic_broker<Message, Policy>::declare_exchange(std::string_view name, std:
         detail::raise(reply_code::access_refused,
                       "exchange name " + detail::quoted(name) + " contains reserved prefix 'amq.*'");
     }
-    if (options.arguments.contains("alternate-exchange")) {
-        detail::raise(reply_code::not_implemented, "exchange argument 'alternate-exchange' is not supported yet");
+    if (const field_value* alternate = options.arguments.find("alternate-exchange")) {
+        if (alternate->get_if<std::string>() == nullptr) {
+            detail::raise(reply_code::precondition_failed, "invalid arg 'alternate-exchange' for exchange " +
+                                                               detail::quoted(name) + ": expected a string");
+        }
     }
     add_exchange(name, type, options);
 }
@@ -785,21 +813,37 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
         }
         return;
     }
+    // Walk the exchanges the message reaches, as RabbitMQ's rabbit_exchange:route does:
+    // each exchange at most once (that ends cycles), and an exchange whose own bindings
+    // match nothing hands the message to its alternate exchange, if that exists.
     thread_local destination_list found;
+    thread_local std::vector<std::uint32_t> seen;
+    thread_local std::vector<std::uint32_t> pending;
     found.clear();
-    exchange.impl->route(view, found);
-    // Follow exchange-to-exchange bindings breadth first; each exchange is visited once,
-    // which both ends cycles and keeps one copy per queue.
-    thread_local std::vector<std::uint32_t> visited;
-    visited.clear();
-    visited.push_back(exchange.index);
-    for (std::size_t i = 0; i < found.size(); ++i) {
-        const destination d = found[i];
-        if (d.type() == destination::kind::queue) {
-            out.push_back(d);
-        } else if (std::find(visited.begin(), visited.end(), d.index()) == visited.end()) {
-            visited.push_back(d.index());
-            exchanges_[d.index()]->impl->route(view, found);
+    seen.assign(1, exchange.index);
+    pending.assign(1, exchange.index);
+    auto enqueue = [](std::uint32_t index) {
+        if (std::find(seen.begin(), seen.end(), index) != seen.end()) return;
+        seen.push_back(index);
+        pending.push_back(index);
+    };
+    while (!pending.empty()) {
+        const exchange_node& x = *exchanges_[pending.back()];
+        pending.pop_back();
+        const std::size_t before = found.size();
+        x.impl->route(view, found);
+        if (found.size() == before) {
+            if (!x.alternate.empty()) {
+                if (auto it = exchange_by_name_.find(std::string_view(x.alternate)); it != exchange_by_name_.end()) {
+                    enqueue(it->second);
+                }
+            }
+            continue;
+        }
+        for (std::size_t i = before; i < found.size(); ++i) {
+            const destination d = found[i];
+            if (d.type() == destination::kind::queue) out.push_back(d);
+            else enqueue(d.index());
         }
     }
     if (out.size() > 1) {
@@ -809,20 +853,52 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::publish(std::string_view exchange, Message msg) {
-    shared_lock lock(topology_);
-    return publish_locked(find_exchange(exchange), std::move(msg));
+std::size_t basic_broker<Message, Policy>::publish(std::string_view exchange, Message msg, publish_options options) {
+    detail::ref_ptr<exchange_node> node;
+    std::size_t routed;
+    {
+        shared_lock lock(topology_);
+        node = exchanges_[find_exchange(exchange).index];
+        routed = publish_locked(*node, msg);
+    }
+    return finish_publish(routed, node->name, msg, options);
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message&& msg) {
-    shared_lock lock(topology_);
-    if (exchange.deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange.name));
-    return publish_locked(exchange, std::move(msg));
+std::size_t basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message&& msg, publish_options options) {
+    std::size_t routed;
+    {
+        shared_lock lock(topology_);
+        if (exchange.deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange.name));
+        routed = publish_locked(exchange, msg);
+    }
+    return finish_publish(routed, exchange.name, msg, options);
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message&& msg) {
+std::size_t basic_broker<Message, Policy>::finish_publish(std::size_t routed, const std::string& exchange, Message& msg,
+                                                          publish_options options) {
+    if (routed > 0 || !options.mandatory) return routed;
+    return_handler handler;
+    {
+        shared_lock lock(topology_);
+        handler = return_handler_;
+    }
+    if (handler) {
+        returned_message returned{reply_code::no_route, "NO_ROUTE", exchange, std::move(msg)};
+        handler(returned);
+    }
+    return 0;
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::set_return_handler(return_handler handler) {
+    unique_lock lock(topology_);
+    return_handler_ = std::move(handler);
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message& msg) {
     detail::check_length(msg.routing_key, "routing key");
     detail::validate_table(msg.properties.headers, "message headers");
     if (exchange.options.internal) {

@@ -20,6 +20,13 @@ namespace warren {
 /// @endcode
 /// Thread safety: under multi_threaded, publish() is thread-safe. The broker must outlive
 /// its publishers.
+/// Flags of one publish, as AMQP basic.publish has them.
+struct publish_options {
+    /// An unroutable message goes back to the return handler (reply 312 NO_ROUTE)
+    /// instead of being dropped.
+    bool mandatory = false;
+};
+
 template <class Broker>
 class basic_publisher {
 public:
@@ -27,8 +34,11 @@ public:
 
     basic_publisher() noexcept = default;
 
-    /// Routes `message` and returns how many queues got it (0: unroutable).
-    [[nodiscard]] std::size_t publish(message_type msg) const { return broker_->publish_to(*exchange_, std::move(msg)); }
+    /// Routes `msg` and returns how many queues got it (0: unroutable; with
+    /// `options.mandatory` it then goes to the broker's return handler).
+    [[nodiscard]] std::size_t publish(message_type msg, publish_options options = {}) const {
+        return broker_->publish_to(*exchange_, std::move(msg), options);
+    }
 
     /// The exchange's name.
     [[nodiscard]] const std::string& exchange() const noexcept { return exchange_->name; }
