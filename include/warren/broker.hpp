@@ -255,6 +255,15 @@ public:
     /// were delivered. See the class comment for the order and for throwing callbacks.
     std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max());
 
+    /// Routing keys each topic exchange remembers the route of, by default.
+    static constexpr std::size_t default_routing_cache_capacity = 1024;
+
+    /// Sizes the routing cache of every exchange whose type has one (topic), now and for
+    /// exchanges declared later; 0 turns caching off. single_threaded only: a cached route
+    /// writes to the cache. Owner thread.
+    void set_routing_cache_capacity(std::size_t entries)
+        requires(!Policy::thread_safe);
+
     /// Where mandatory messages that no queue took go. Without a handler they are dropped
     /// (publish() returned 0 for them).
     void set_return_handler(return_handler handler);
@@ -365,6 +374,8 @@ private:
     detail::ref_ptr<queue_list> dispatch_list_;
     error_handler error_handler_;
     return_handler return_handler_;
+    // A cached route writes to the cache, so only a single-threaded broker has one.
+    std::size_t routing_cache_capacity_ = Policy::thread_safe ? 0 : default_routing_cache_capacity;
     typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
     typename Policy::template atomic<std::size_t> dispatch_cursor_{0}; // where the next round starts
     std::uint64_t name_counter_ = 0;
@@ -464,7 +475,10 @@ void basic_broker<Message, Policy>::add_exchange(std::string_view name, std::str
     node->name = std::string(name);
     node->type = std::string(type);
     node->options = options;
-    if (!name.empty()) node->impl = factory->second();
+    if (!name.empty()) {
+        node->impl = factory->second();
+        node->impl->set_cache_capacity(routing_cache_capacity_);
+    }
     if (const field_value* alternate = options.arguments.find("alternate-exchange")) {
         node->alternate = *alternate->get_if<std::string>();
     }
@@ -889,6 +903,16 @@ std::size_t basic_broker<Message, Policy>::finish_publish(std::size_t routed, co
         handler(returned);
     }
     return 0;
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::set_routing_cache_capacity(std::size_t entries)
+    requires(!Policy::thread_safe)
+{
+    routing_cache_capacity_ = entries;
+    for (auto& exchange : exchanges_) {
+        if (exchange && exchange->impl) exchange->impl->set_cache_capacity(entries);
+    }
 }
 
 template <message_type Message, threading_policy Policy>

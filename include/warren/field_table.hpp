@@ -190,9 +190,16 @@ inline bool operator==(const field_value& a, const field_value& b) {
     const auto* bi = b.get_if<std::int64_t>();
     const auto* af = a.get_if<double>();
     const auto* bf = b.get_if<double>();
-    // Erlang's == compares numbers arithmetically, and RabbitMQ's matching uses it.
-    if (ai && bf) return static_cast<double>(*ai) == *bf;
-    if (af && bi) return *af == static_cast<double>(*bi);
+    // Erlang's == compares numbers arithmetically, and exactly: 2^53 + 1 is not 2^53.0,
+    // though converting the integer to a double would round it so. RabbitMQ's matching
+    // uses it.
+    auto same_number = [](std::int64_t i, double d) {
+        if (!(d >= -0x1p63 && d < 0x1p63)) return false; // beyond int64, or NaN
+        const auto n = static_cast<std::int64_t>(d);     // exact when d is integral
+        return static_cast<double>(n) == d && n == i;
+    };
+    if (ai && bf) return same_number(*ai, *bf);
+    if (af && bi) return same_number(*bi, *af);
     return a.value_ == b.value_;
 }
 

@@ -2,6 +2,7 @@
 /// @file topic_exchange.hpp
 /// Topic: routing keys matched against binding patterns with `*` and `#`.
 
+#include <cstddef>
 #include <string_view>
 
 #include "exchange.hpp"
@@ -20,6 +21,9 @@ public:
     void route(const routing_view& msg, destination_list& out) const {
         matcher_.match(msg.routing_key, [&out](destination d) { out.add(d); });
     }
+    /// Sizes the routing cache (0 turns it off); see topic_matcher::set_cache_capacity.
+    /// The broker calls it only under single_threaded, since a cached match writes.
+    void set_cache_capacity(std::size_t entries) { matcher_.set_cache_capacity(entries); }
 
 private:
     topic_matcher<destination> matcher_;

@@ -1,17 +1,16 @@
 #pragma once
 /// @file topic_matcher.hpp
-/// A standalone topic matcher with RabbitMQ's semantics: a trie of binding-key words.
+/// A standalone topic matcher with RabbitMQ's semantics, built for speed.
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "detail/flat_tables.hpp"
 #include "routing_key.hpp"
 
 namespace warren {
@@ -86,6 +85,10 @@ private:
 /// reports a value once per pattern that matches; callers that want each value once
 /// deduplicate (the broker does). Matching stays polynomial however many `#` a pattern
 /// holds: each (`#` node, word position) pair is explored once per match.
+///
+/// How it is fast: words are interned to integer ids, the trie's literal edges live in one
+/// flat open-addressing table keyed by (node, word id), nodes and values sit in flat
+/// arrays, and per-thread scratch space means a match allocates nothing once warm.
 /// @code
 /// warren::topic_matcher<int> m;
 /// m.insert("*.orange.*", 1);
@@ -106,60 +109,111 @@ public:
     template <class F>
     void match(std::string_view key, F&& on_match) const;
 
+    /// Turns the routing cache on with room for `entries` routing keys (rounded up to a
+    /// power of two), or off with 0. A hit answers a repeated key without walking the trie.
+    /// Inserting or erasing a pattern invalidates exactly the cached keys whose first word
+    /// the pattern's first word could match: all keys for a pattern starting with `*` or
+    /// `#`, only keys starting with that word for a literal one. With the cache on, match()
+    /// writes to the cache: do not call it from several threads at once. Off by default.
+    void set_cache_capacity(std::size_t entries);
+    /// The cache's size in entries; 0 when it is off.
+    [[nodiscard]] std::size_t cache_capacity() const noexcept { return cache_.size(); }
+
     /// Number of distinct (pattern, value) pairs.
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    /// Bytes of memory the matcher holds (tables and arrays, not the allocator's overhead).
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return words_.memory_bytes() + edges_.memory_bytes() + nodes_.capacity() * sizeof(node) +
+               values_.capacity() * sizeof(value_entry) + free_nodes_.capacity() * sizeof(std::uint32_t) +
+               free_values_.capacity() * sizeof(std::uint32_t);
+    }
 
 private:
     static constexpr std::uint32_t none = UINT32_MAX;
 
-    struct transparent_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
-
     struct node {
-        std::unordered_map<std::string, std::uint32_t, transparent_hash, std::equal_to<>> words;
-        std::uint32_t star = none;
-        std::uint32_t hash = none;
-        std::vector<std::pair<Value, std::uint32_t>> values; // value and its count
-
-        [[nodiscard]] bool unused() const noexcept {
-            return words.empty() && star == none && hash == none && values.empty();
-        }
+        std::uint32_t star = none;        // child through `*`
+        std::uint32_t hash = none;        // child through `#`
+        std::uint32_t first_value = none; // head of this node's value list
+        std::uint32_t literal_children = 0;
+    };
+    struct value_entry {
+        Value value;
+        std::uint32_t count;
+        std::uint32_t next;
+    };
+    enum class word_kind : std::uint8_t { literal, star, hash };
+    struct step {
+        word_kind kind;
+        std::uint32_t word; // the interned id, for literals
     };
 
-    /// `#.#` means what `#` means; collapsing runs keeps matching fast on such patterns.
-    static void collapse_hash_runs(std::string_view pattern, std::vector<std::string_view>& out);
-    std::uint32_t& edge(std::uint32_t from, std::string_view word);
-    std::uint32_t child(std::uint32_t from, std::string_view word) const;
+    struct match_scratch {
+        std::vector<std::uint32_t> ids; // word ids of the key; grows, never shrinks
+        detail::visit_set seen;         // (`#` node, position) pairs explored
+        bool seen_ready = false;        // `seen` is reset lazily: most keys meet no `#`
+        bool in_use = false;
+    };
+    template <class F>
+    void match_with(std::string_view key, F& on_match, match_scratch& s) const;
+    /// This thread's scratch space. Not in match() itself: that is a template, and each
+    /// callback type would get its own copy, so a nested match could not tell it is nested.
+    static match_scratch& thread_scratch() noexcept {
+        thread_local match_scratch s;
+        return s;
+    }
+
+    /// `#.#` means what `#` means; collapsing runs keeps the trie and matching smaller.
+    static void parse(std::string_view pattern, std::vector<std::pair<word_kind, std::string_view>>& out);
     std::uint32_t new_node();
     template <class F>
-    void visit(std::uint32_t at, const std::vector<std::string_view>& words, std::size_t i,
-               F& on_match, detail::visit_set& seen) const;
+    void visit(std::uint32_t at, const std::uint32_t* ids, std::size_t count, std::size_t i, F& on_match,
+               match_scratch& s) const;
 
+    /// A cached routing result: the key, the values it matched, and the epochs it was
+    /// computed under (see set_cache_capacity).
+    struct cache_entry {
+        std::uint64_t hash = 0;
+        std::string key;
+        std::uint32_t first_word = 0;
+        std::uint32_t epoch = 0; // 0: empty
+        std::uint32_t word_epoch = 0;
+        std::vector<Value> values;
+    };
+    void invalidate(std::uint32_t first_word) noexcept;
+    [[nodiscard]] std::uint32_t word_epoch(std::uint32_t word) const noexcept {
+        return word < word_epochs_.size() ? word_epochs_[word] : 0;
+    }
+
+    detail::word_table words_;
+    detail::edge_table edges_;
+    mutable std::vector<cache_entry> cache_;
+    std::uint32_t epoch_ = 1;                // bumped when any cached key may change
+    std::vector<std::uint32_t> word_epochs_; // bumped when keys starting with that word may
     std::vector<node> nodes_;
-    std::vector<std::uint32_t> free_;
+    std::vector<std::uint32_t> free_nodes_;
+    std::vector<value_entry> values_;
+    std::vector<std::uint32_t> free_values_;
     std::size_t size_ = 0;
 };
 
 template <class Value>
-void topic_matcher<Value>::collapse_hash_runs(std::string_view pattern,
-                                              std::vector<std::string_view>& out) {
+void topic_matcher<Value>::parse(std::string_view pattern, std::vector<std::pair<word_kind, std::string_view>>& out) {
     out.clear();
     for_each_word(pattern, [&](std::string_view w) {
-        if (w == "#" && !out.empty() && out.back() == "#") return;
-        out.push_back(w);
+        const word_kind kind = w == "*" ? word_kind::star : w == "#" ? word_kind::hash : word_kind::literal;
+        if (kind == word_kind::hash && !out.empty() && out.back().first == word_kind::hash) return;
+        out.emplace_back(kind, w);
     });
 }
 
 template <class Value>
 std::uint32_t topic_matcher<Value>::new_node() {
-    if (!free_.empty()) {
-        const std::uint32_t id = free_.back();
-        free_.pop_back();
+    if (!free_nodes_.empty()) {
+        const std::uint32_t id = free_nodes_.back();
+        free_nodes_.pop_back();
+        nodes_[id] = node{};
         return id;
     }
     nodes_.emplace_back();
@@ -167,120 +221,238 @@ std::uint32_t topic_matcher<Value>::new_node() {
 }
 
 template <class Value>
-std::uint32_t topic_matcher<Value>::child(std::uint32_t from, std::string_view word) const {
-    const node& n = nodes_[from];
-    if (word == "*") return n.star;
-    if (word == "#") return n.hash;
-    auto it = n.words.find(word);
-    return it == n.words.end() ? none : it->second;
-}
-
-template <class Value>
-std::uint32_t& topic_matcher<Value>::edge(std::uint32_t from, std::string_view word) {
-    node& n = nodes_[from];
-    if (word == "*") return n.star;
-    if (word == "#") return n.hash;
-    return n.words.try_emplace(std::string(word), none).first->second;
-}
-
-template <class Value>
 bool topic_matcher<Value>::insert(std::string_view pattern, const Value& value) {
-    std::vector<std::string_view> words;
-    collapse_hash_runs(pattern, words);
+    thread_local std::vector<std::pair<word_kind, std::string_view>> words;
+    parse(pattern, words);
     std::uint32_t at = 0;
-    for (std::string_view w : words) {
-        std::uint32_t next = child(at, w);
+    for (const auto& [kind, text] : words) {
+        if (kind == word_kind::star || kind == word_kind::hash) {
+            std::uint32_t next = kind == word_kind::star ? nodes_[at].star : nodes_[at].hash;
+            if (next == none) {
+                next = new_node();
+                (kind == word_kind::star ? nodes_[at].star : nodes_[at].hash) = next;
+            }
+            at = next;
+            continue;
+        }
+        const std::uint32_t id = words_.find(text);
+        std::uint32_t next = id == detail::word_table::unknown ? none : edges_.find(at, id);
         if (next == none) {
-            next = new_node(); // may reallocate nodes_, so take the edge afterwards
-            edge(at, w) = next;
+            // Each edge holds one use of its word, so the word lives as long as an edge does.
+            const std::uint32_t word = words_.acquire(text);
+            // A word new to the table changes what cached keys' words resolve to.
+            if (!cache_.empty() && id == detail::word_table::unknown) invalidate(0);
+            next = new_node();
+            edges_.insert(at, word, next);
+            ++nodes_[at].literal_children;
         }
         at = next;
     }
-    for (auto& [v, count] : nodes_[at].values) {
-        if (v == value) {
-            ++count;
+    for (std::uint32_t v = nodes_[at].first_value; v != none; v = values_[v].next) {
+        if (values_[v].value == value) {
+            ++values_[v].count;
             return false;
         }
     }
-    nodes_[at].values.emplace_back(value, 1U);
+    std::uint32_t slot;
+    if (!free_values_.empty()) {
+        slot = free_values_.back();
+        free_values_.pop_back();
+        values_[slot] = value_entry{value, 1, nodes_[at].first_value};
+    } else {
+        slot = static_cast<std::uint32_t>(values_.size());
+        values_.push_back(value_entry{value, 1, nodes_[at].first_value});
+    }
+    nodes_[at].first_value = slot;
     ++size_;
+    if (!cache_.empty()) invalidate(words.empty() || words[0].first != word_kind::literal ? 0 : words_.find(words[0].second));
     return true;
 }
 
 template <class Value>
 bool topic_matcher<Value>::erase(std::string_view pattern, const Value& value) {
-    std::vector<std::string_view> words;
-    collapse_hash_runs(pattern, words);
-    std::vector<std::uint32_t> path{0};
-    for (std::string_view w : words) {
-        const std::uint32_t next = child(path.back(), w);
+    thread_local std::vector<std::pair<word_kind, std::string_view>> words;
+    thread_local std::vector<std::pair<std::uint32_t, std::uint32_t>> path; // (node, word id)
+    parse(pattern, words);
+    path.clear();
+    std::uint32_t at = 0;
+    for (const auto& [kind, text] : words) {
+        std::uint32_t word = detail::word_table::unknown;
+        std::uint32_t next;
+        if (kind == word_kind::star) {
+            next = nodes_[at].star;
+        } else if (kind == word_kind::hash) {
+            next = nodes_[at].hash;
+        } else {
+            word = words_.find(text);
+            next = word == detail::word_table::unknown ? none : edges_.find(at, word);
+        }
         if (next == none) return false;
-        path.push_back(next);
+        path.emplace_back(at, word);
+        at = next;
     }
-    auto& values = nodes_[path.back()].values;
-    auto it = values.begin();
-    while (it != values.end() && !(it->first == value)) ++it;
-    if (it == values.end()) return false;
-    if (--it->second > 0) return true;
-    values.erase(it);
+    std::uint32_t* link = &nodes_[at].first_value;
+    while (*link != none && !(values_[*link].value == value)) link = &values_[*link].next;
+    if (*link == none) return false;
+    const std::uint32_t slot = *link;
+    if (--values_[slot].count > 0) return true;
+    *link = values_[slot].next;
+    free_values_.push_back(slot);
     --size_;
+    if (!cache_.empty()) invalidate(words.empty() || words[0].first != word_kind::literal ? 0 : path[0].second);
     // Prune nodes that no longer lead anywhere, from the leaf up.
     for (std::size_t depth = words.size(); depth > 0; --depth) {
-        const std::uint32_t id = path[depth];
-        if (!nodes_[id].unused()) break;
-        node& parent = nodes_[path[depth - 1]];
-        const std::string_view w = words[depth - 1];
-        if (w == "*") parent.star = none;
-        else if (w == "#") parent.hash = none;
-        else parent.words.erase(parent.words.find(w));
-        nodes_[id] = node{};
-        free_.push_back(id);
+        const node& n = nodes_[at];
+        if (n.first_value != none || n.star != none || n.hash != none || n.literal_children != 0) break;
+        const auto [parent, word] = path[depth - 1];
+        const word_kind kind = words[depth - 1].first;
+        if (kind == word_kind::star) {
+            nodes_[parent].star = none;
+        } else if (kind == word_kind::hash) {
+            nodes_[parent].hash = none;
+        } else {
+            edges_.erase(parent, word);
+            // A forgotten word's id may be reused: cached keys must resolve words again.
+            if (words_.release(word) && !cache_.empty()) invalidate(0);
+            --nodes_[parent].literal_children;
+        }
+        free_nodes_.push_back(at);
+        at = parent;
     }
     return true;
+}
+
+template <class Value>
+void topic_matcher<Value>::set_cache_capacity(std::size_t entries) {
+    std::size_t capacity = 0;
+    if (entries > 0) {
+        capacity = 1;
+        while (capacity < entries) capacity *= 2;
+    }
+    cache_.clear();
+    cache_.shrink_to_fit();
+    cache_.resize(capacity);
+}
+
+template <class Value>
+void topic_matcher<Value>::invalidate(std::uint32_t first_word) noexcept {
+    // Word 0 (a pattern starting with `*` or `#`, the empty pattern, or a change in the
+    // known words) may change any key's result; a literal first word only its own keys'.
+    if (first_word == 0) {
+        if (++epoch_ == 0) epoch_ = 1; // 0 marks empty entries
+        return;
+    }
+    if (word_epochs_.size() <= first_word) word_epochs_.resize(words_.id_limit() + 1, 0);
+    ++word_epochs_[first_word];
 }
 
 template <class Value>
 template <class F>
 void topic_matcher<Value>::match(std::string_view key, F&& on_match) const {
     // Scratch space is per thread, so concurrent matches need no lock and, once warm,
-    // matching allocates nothing. A match started from inside on_match gets its own.
-    struct scratch {
-        std::vector<std::string_view> words;
-        detail::visit_set seen;
-        bool in_use = false;
-    };
-    thread_local scratch shared;
-    scratch nested;
-    scratch& s = shared.in_use ? nested : shared;
-    s.in_use = true;
-    struct release_guard {
-        scratch& s;
-        ~release_guard() { s.in_use = false; }
-    } guard{s};
-    s.words.clear();
-    for_each_word(key, [&s](std::string_view w) { s.words.push_back(w); });
-    s.seen.reset(s.words.size() + 1);
-    visit(0, s.words, 0, on_match, s.seen);
+    // matching allocates nothing. A match started from inside on_match gets its own and
+    // leaves the cache alone, whose entry the outer match is still filling.
+    match_scratch& shared = thread_scratch();
+    if (shared.in_use) {
+        match_scratch nested;
+        match_with(key, on_match, nested);
+        return;
+    }
+    if (!cache_.empty()) {
+        const std::uint64_t hash = detail::hash_bytes(key);
+        cache_entry& entry = cache_[static_cast<std::size_t>(hash) & (cache_.size() - 1)];
+        if (entry.epoch == epoch_ && entry.hash == hash && entry.word_epoch == word_epoch(entry.first_word) &&
+            entry.key.size() == key.size() && detail::equal_bytes(entry.key.data(), key.data(), key.size())) {
+            // on_match may route again: mark the scratch busy so a nested match leaves
+            // this entry alone while we read it.
+            shared.in_use = true;
+            struct release_guard {
+                match_scratch& s;
+                ~release_guard() { s.in_use = false; }
+            } guard{shared};
+            for (const Value& v : entry.values) on_match(v);
+            return;
+        }
+        // A miss: route, remembering the result. The entry keeps its capacity, so once
+        // warm a refill allocates nothing.
+        entry.epoch = 0;
+        entry.values.clear();
+        auto remember = [&](const Value& v) {
+            entry.values.push_back(v);
+            on_match(v);
+        };
+        match_with(key, remember, shared);
+        const std::size_t dot = detail::find_dot(key.data(), key.size());
+        entry.first_word = key.empty() ? 0 : words_.find(key.substr(0, dot));
+        entry.word_epoch = word_epoch(entry.first_word);
+        entry.hash = hash;
+        entry.key.assign(key);
+        entry.epoch = epoch_;
+        return;
+    }
+    match_with(key, on_match, shared);
 }
 
 template <class Value>
 template <class F>
-void topic_matcher<Value>::visit(std::uint32_t at, const std::vector<std::string_view>& words,
-                                 std::size_t i, F& on_match, detail::visit_set& seen) const {
-    const node& n = nodes_[at];
-    if (n.hash != none) {
-        // `#` swallows zero or more words: try every split point, each only once, or
-        // patterns with many `#` would explore the same suffixes exponentially often.
-        for (std::size_t j = i; j <= words.size(); ++j) {
-            if (seen.insert((std::uint64_t{n.hash} << 32) | j)) visit(n.hash, words, j, on_match, seen);
+void topic_matcher<Value>::match_with(std::string_view key, F& on_match, match_scratch& s) const {
+    struct release_guard {
+        match_scratch& s;
+        ~release_guard() { s.in_use = false; }
+    } guard{s};
+    s.in_use = true;
+    // Words no pattern uses become `unknown`: only `*` and `#` can match them.
+    std::size_t count = 0;
+    if (!key.empty()) {
+        const char* p = key.data();
+        std::size_t left = key.size();
+        for (;;) {
+            const std::size_t dot = detail::find_dot(p, left);
+            if (count == s.ids.size()) s.ids.resize(count + 16);
+            s.ids[count++] = words_.find(std::string_view(p, dot));
+            if (dot == left) break;
+            p += dot + 1;
+            left -= dot + 1;
         }
     }
-    if (i == words.size()) {
-        for (const auto& entry : n.values) on_match(entry.first);
-        return;
+    s.seen_ready = false;
+    visit(0, s.ids.data(), count, 0, on_match, s);
+}
+
+template <class Value>
+template <class F>
+void topic_matcher<Value>::visit(std::uint32_t at, const std::uint32_t* ids, std::size_t count, std::size_t i,
+                                 F& on_match, match_scratch& s) const {
+    for (;;) {
+        const node& n = nodes_[at];
+        if (n.hash != none) {
+            // `#` swallows zero or more words: try every split point, each only once, or
+            // patterns with many `#` would explore the same suffixes exponentially often.
+            if (!s.seen_ready) {
+                s.seen.reset(count + 1);
+                s.seen_ready = true;
+            }
+            for (std::size_t j = i; j <= count; ++j) {
+                if (s.seen.insert((std::uint64_t{n.hash} << 32) | j)) visit(n.hash, ids, count, j, on_match, s);
+            }
+        }
+        if (i == count) {
+            for (std::uint32_t v = n.first_value; v != none; v = values_[v].next) on_match(values_[v].value);
+            return;
+        }
+        const std::uint32_t literal =
+            n.literal_children != 0 && ids[i] != detail::word_table::unknown ? edges_.find(at, ids[i]) : none;
+        // Follow one branch in this loop and recurse only when both exist.
+        if (n.star != none) {
+            if (literal != none) visit(literal, ids, count, i + 1, on_match, s);
+            at = n.star;
+        } else if (literal != none) {
+            at = literal;
+        } else {
+            return;
+        }
+        ++i;
     }
-    if (auto it = n.words.find(words[i]); it != n.words.end()) visit(it->second, words, i + 1, on_match, seen);
-    if (n.star != none) visit(n.star, words, i + 1, on_match, seen);
 }
 
 } // namespace warren
