@@ -141,7 +141,7 @@ public:
     }
 
     /// Appends a message; false if the queue was deleted meanwhile.
-    bool push(detail::ref_ptr<node_type> msg);
+    bool push(const detail::ref_ptr<node_type>& msg);
 
     /// Takes the next ready message, as AMQP basic.get does.
     [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode);
@@ -230,10 +230,10 @@ private:
 // ---------------------------------------------------------------------------------------
 
 template <class Message, threading_policy Policy>
-bool basic_queue<Message, Policy>::push(detail::ref_ptr<node_type> msg) {
+bool basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg) {
     std::lock_guard lock(mutex_);
     if (closed_) return false;
-    ready_.push_back(ready_entry{std::move(msg), next_sequence_++, false});
+    ready_.push_back(ready_entry{msg, next_sequence_++, false});
     ++counters_.enqueued;
     notify_one();
     return true;

@@ -164,7 +164,7 @@ private:
         return s;
     }
 
-    /// `#.#` means what `#` means; collapsing runs keeps the trie and matching smaller.
+    /// Splits a pattern into words, normalised where that keeps the meaning (see body).
     static void parse(std::string_view pattern, std::vector<std::pair<word_kind, std::string_view>>& out);
     std::uint32_t new_node();
     template <class F>
@@ -179,6 +179,7 @@ private:
         std::uint32_t first_word = 0;
         std::uint32_t epoch = 0; // 0: empty
         std::uint32_t word_epoch = 0;
+        std::uint64_t last_use = 0;
         std::vector<Value> values;
     };
     void invalidate(std::uint32_t first_word) noexcept;
@@ -188,7 +189,8 @@ private:
 
     detail::word_table words_;
     detail::edge_table edges_;
-    mutable std::vector<cache_entry> cache_;
+    mutable std::vector<cache_entry> cache_; // pairs of entries; empty when off
+    mutable std::uint64_t use_clock_ = 0;
     std::uint32_t epoch_ = 1;                // bumped when any cached key may change
     std::vector<std::uint32_t> word_epochs_; // bumped when keys starting with that word may
     std::vector<node> nodes_;
@@ -201,11 +203,28 @@ private:
 template <class Value>
 void topic_matcher<Value>::parse(std::string_view pattern, std::vector<std::pair<word_kind, std::string_view>>& out) {
     out.clear();
+    // Within a run of wildcards only the count of `*` and whether a `#` occurs matter, so
+    // the run is written as its `*`s followed by at most one `#`: `#.#` becomes `#` and
+    // `#.*` becomes `*.#`. Fewer `#` nodes, and each `#` last in its run, keep the trie
+    // smaller and matching cheaper.
+    std::size_t stars = 0;
+    bool hash = false;
+    auto flush_run = [&] {
+        for (; stars > 0; --stars) out.emplace_back(word_kind::star, std::string_view("*"));
+        if (hash) out.emplace_back(word_kind::hash, std::string_view("#"));
+        hash = false;
+    };
     for_each_word(pattern, [&](std::string_view w) {
-        const word_kind kind = w == "*" ? word_kind::star : w == "#" ? word_kind::hash : word_kind::literal;
-        if (kind == word_kind::hash && !out.empty() && out.back().first == word_kind::hash) return;
-        out.emplace_back(kind, w);
+        if (w == "*") {
+            ++stars;
+        } else if (w == "#") {
+            hash = true;
+        } else {
+            flush_run();
+            out.emplace_back(word_kind::literal, w);
+        }
     });
+    flush_run();
 }
 
 template <class Value>
@@ -326,7 +345,7 @@ template <class Value>
 void topic_matcher<Value>::set_cache_capacity(std::size_t entries) {
     std::size_t capacity = 0;
     if (entries > 0) {
-        capacity = 1;
+        capacity = 2; // whole pairs
         while (capacity < entries) capacity *= 2;
     }
     cache_.clear();
@@ -360,21 +379,29 @@ void topic_matcher<Value>::match(std::string_view key, F&& on_match) const {
     }
     if (!cache_.empty()) {
         const std::uint64_t hash = detail::hash_bytes(key);
-        cache_entry& entry = cache_[static_cast<std::size_t>(hash) & (cache_.size() - 1)];
-        if (entry.epoch == epoch_ && entry.hash == hash && entry.word_epoch == word_epoch(entry.first_word) &&
-            entry.key.size() == key.size() && detail::equal_bytes(entry.key.data(), key.data(), key.size())) {
-            // on_match may route again: mark the scratch busy so a nested match leaves
-            // this entry alone while we read it.
-            shared.in_use = true;
-            struct release_guard {
-                match_scratch& s;
-                ~release_guard() { s.in_use = false; }
-            } guard{shared};
-            for (const Value& v : entry.values) on_match(v);
-            return;
+        // Two-way set associative: a key may sit in either entry of its pair, so two hot
+        // keys that share a slot do not evict each other on every route.
+        cache_entry* pair = &cache_[static_cast<std::size_t>(hash) & (cache_.size() - 2)];
+        for (int way = 0; way < 2; ++way) {
+            cache_entry& e = pair[way];
+            if (e.hash == hash && e.epoch == epoch_ && e.word_epoch == word_epoch(e.first_word) &&
+                e.key.size() == key.size() && detail::equal_bytes(e.key.data(), key.data(), key.size())) {
+                e.last_use = ++use_clock_;
+                // on_match may route again: mark the scratch busy so a nested match
+                // leaves the cache alone (it could evict `e`) while we read `e`.
+                shared.in_use = true;
+                struct release_guard {
+                    match_scratch& s;
+                    ~release_guard() { s.in_use = false; }
+                } guard{shared};
+                for (const Value& v : e.values) on_match(v);
+                return;
+            }
         }
-        // A miss: route, remembering the result. The entry keeps its capacity, so once
-        // warm a refill allocates nothing.
+        // A miss: route, remembering the result in the pair's stale or least recently used
+        // entry. The entry keeps its capacity, so once warm a refill allocates nothing.
+        const bool first_stale = pair[0].epoch != epoch_ || pair[0].word_epoch != word_epoch(pair[0].first_word);
+        cache_entry& entry = first_stale || pair[0].last_use < pair[1].last_use ? pair[0] : pair[1];
         entry.epoch = 0;
         entry.values.clear();
         auto remember = [&](const Value& v) {

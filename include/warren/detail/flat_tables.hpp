@@ -218,7 +218,9 @@ public:
         }
     }
     void insert(std::uint32_t parent, std::uint32_t word, std::uint32_t child) {
-        if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
+        // Up to 3/4 full: the multiplicative hash spreads keys well enough for linear
+        // probing there, and a fuller table is less memory per binding.
+        if ((size_ + 1) * 4 > slots_.size() * 3) rehash(slots_.size() * 2);
         place(slot{make_key(parent, word), child});
         ++size_;
     }

@@ -47,8 +47,10 @@ public:
     ~ref_ptr() { reset(); }
 
     void reset() noexcept {
-        if (p_ && p_->release()) delete p_;
-        p_ = nullptr;
+        // Null the member first: nothing can reach the object through it once its last
+        // reference may be gone.
+        T* const p = std::exchange(p_, nullptr);
+        if (p != nullptr && p->release()) delete p;
     }
     void swap(ref_ptr& other) noexcept { std::swap(p_, other.p_); }
 
