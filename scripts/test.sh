@@ -5,10 +5,14 @@
 #   clang  clang++ Debug, -Werror: the same
 #   asan   clang++ with AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan   clang++ with ThreadSanitizer, multithread tests only
+#   fuzz   clang++ libFuzzer: topic matcher against a reference matcher, seeds replayed,
+#          then WARREN_FUZZ_SECONDS (default 60) of fuzzing from the seeds (fuzz/run.sh)
 #   cmake consumers: find_package / add_subdirectory / FetchContent
+#   rabbitmq  routing differential test: warren against a real RabbitMQ (a private
+#          rabbitmq-server on loopback, started and stopped by tests/differential/run.sh)
 # Installs missing Debian packages first. Exits non-zero if anything fails.
 #
-# Usage: ./scripts/test.sh [stage...]   (stages: gcc clang asan tsan consumers;
+# Usage: ./scripts/test.sh [stage...]   (stages: gcc clang asan tsan fuzz consumers rabbitmq;
 #                                         default: all of them)
 set -euo pipefail
 
@@ -19,6 +23,10 @@ cd "$root"
 # Packages
 # ---------------------------------------------------------------------------
 packages=(cmake ninja-build g++ clang libclang-rt-14-dev catch2)
+# The rabbitmq stage needs a RabbitMQ server and rabbitmq-c.
+if (($# == 0)) || [[ " $* " == *" rabbitmq "* ]]; then
+    packages+=(pkg-config librabbitmq-dev rabbitmq-server)
+fi
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -67,8 +75,22 @@ preset_stage() {
     "${wrap[@]}" ctest --preset "$preset"
 }
 
+fuzz_stage() {
+    # A corpus of its own, started afresh, so CI runs from the committed seeds and a
+    # developer's long-run corpus in build/fuzz/corpus is left alone.
+    FUZZ_CORPUS="$root/build/fuzz/ci-corpus" FUZZ_FRESH=1 \
+        "$root/fuzz/run.sh" "${WARREN_FUZZ_SECONDS:-60}"
+}
+
 consumers_stage() {
     "$root/tests/cmake/run.sh"
+}
+
+rabbitmq_stage() {
+    # The gcc preset's build directory; only the differential test is built here.
+    cmake --preset gcc
+    cmake --build --preset gcc -j2 --target routing_differential
+    "$root/tests/differential/run.sh" "$root/build/gcc/tests/differential/routing_differential"
 }
 
 run_stage() {
@@ -107,7 +129,7 @@ run_stage() {
 
 stages=("$@")
 if ((${#stages[@]} == 0)); then
-    stages=(gcc clang asan tsan consumers)
+    stages=(gcc clang asan tsan fuzz consumers rabbitmq)
 fi
 
 total_start=$SECONDS
@@ -121,10 +143,14 @@ for s in "${stages[@]}"; do
             else
                 summary+=("$(printf '  %-10s SKIP  (no tests/*_multithread.cpp yet)' tsan)")
             fi ;;
+        fuzz)
+            run_stage fuzz fuzz_stage ;;
         consumers)
             run_stage consumers consumers_stage ;;
+        rabbitmq)
+            run_stage rabbitmq rabbitmq_stage ;;
         *)
-            echo "test.sh: unknown stage '$s' (gcc clang asan tsan consumers)" >&2
+            echo "test.sh: unknown stage '$s' (gcc clang asan tsan fuzz consumers rabbitmq)" >&2
             exit 2 ;;
     esac
 done

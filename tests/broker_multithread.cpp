@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
-#include "support/queue_io.hpp"
 
 using warren_test::send;
 using warren_test::strings;

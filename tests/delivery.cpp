@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
-#include "support/error_of.hpp"
-#include "support/queue_io.hpp"
+#include "support/errors.hpp"
 
 using warren_test::drain_marked;
 using warren_test::error_of;

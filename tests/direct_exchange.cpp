@@ -4,38 +4,14 @@
 #include <warren/broker.hpp>
 #include <warren/direct_exchange.hpp>
 
-#include <algorithm>
-#include <cstddef>
-#include <string>
-#include <string_view>
 #include <vector>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
 
-namespace {
-
-/// Publishes `key` to `exchange` and returns the queues (among `queues`) that got it,
-/// sorted, one entry per copy, taking the messages out.
-template <class Broker>
-std::vector<std::string> route(Broker& broker, std::string_view exchange, std::string_view key,
-                               const std::vector<std::string>& queues) {
-    const std::size_t routed = broker.publish(exchange, {.routing_key = std::string(key), .body = "m"});
-    std::vector<std::string> got;
-    for (const auto& q : queues) {
-        while (auto d = broker.try_get(q)) {
-            CHECK(d->routing_key() == key);
-            CHECK(d->exchange() == exchange);
-            got.push_back(q);
-        }
-    }
-    std::sort(got.begin(), got.end());
-    CHECK(routed == got.size());
-    return got;
-}
-
-using names = std::vector<std::string>;
-
-} // namespace
+using warren_test::destinations_for;
+using warren_test::route;
+using warren_test::strings;
 
 TEMPLATE_TEST_CASE("direct exchange: routes on exact key equality", "[direct]", warren::broker,
                    warren::concurrent_broker) {
@@ -47,11 +23,11 @@ TEMPLATE_TEST_CASE("direct exchange: routes on exact key equality", "[direct]", 
     broker.bind_queue("both", "d", "info");
     broker.bind_queue("both", "d", "error");
     broker.bind_queue("empty", "d", "");
-    const names queues{"info", "error", "both", "empty"};
+    const strings queues{"info", "error", "both", "empty"};
 
-    CHECK(route(broker, "d", "info", queues) == names{"both", "info"});
-    CHECK(route(broker, "d", "error", queues) == names{"both", "error"});
-    CHECK(route(broker, "d", "", queues) == names{"empty"});
+    CHECK(route(broker, "d", "info", queues) == strings{"both", "info"});
+    CHECK(route(broker, "d", "error", queues) == strings{"both", "error"});
+    CHECK(route(broker, "d", "", queues) == strings{"empty"});
     SECTION("no wildcards, no prefixes, no case folding") {
         CHECK(route(broker, "d", "warn", queues).empty());
         CHECK(route(broker, "d", "INFO", queues).empty());
@@ -61,7 +37,7 @@ TEMPLATE_TEST_CASE("direct exchange: routes on exact key equality", "[direct]", 
         broker.bind_queue("info", "d", "*");
         broker.bind_queue("info", "d", "#");
         CHECK(route(broker, "d", "warn", queues).empty());
-        CHECK(route(broker, "d", "*", queues) == names{"info"});
+        CHECK(route(broker, "d", "*", queues) == strings{"info"});
     }
 }
 
@@ -72,7 +48,7 @@ TEMPLATE_TEST_CASE("direct exchange: the same key bound twice is one binding", "
     broker.declare_queue("q");
     broker.bind_queue("q", "d", "k");
     broker.bind_queue("q", "d", "k");
-    CHECK(route(broker, "d", "k", {"q"}) == names{"q"});
+    CHECK(route(broker, "d", "k", {"q"}) == strings{"q"});
     broker.unbind_queue("q", "d", "k");
     CHECK(route(broker, "d", "k", {"q"}).empty());
     // And it can be deleted as unused now.
@@ -87,11 +63,11 @@ TEMPLATE_TEST_CASE("direct exchange: one key with different arguments is two bin
     broker.bind_queue("q", "d", "k");
     broker.bind_queue("q", "d", "k", {{"v", 1}});
     broker.bind_queue("q", "d", "k", {{"v", 2}});
-    CHECK(route(broker, "d", "k", {"q"}) == names{"q"});
+    CHECK(route(broker, "d", "k", {"q"}) == strings{"q"});
     broker.unbind_queue("q", "d", "k");
-    CHECK(route(broker, "d", "k", {"q"}) == names{"q"});
+    CHECK(route(broker, "d", "k", {"q"}) == strings{"q"});
     broker.unbind_queue("q", "d", "k", {{"v", 2}});
-    CHECK(route(broker, "d", "k", {"q"}) == names{"q"});
+    CHECK(route(broker, "d", "k", {"q"}) == strings{"q"});
     broker.unbind_queue("q", "d", "k", {{"v", 1}});
     CHECK(route(broker, "d", "k", {"q"}).empty());
 }
@@ -105,19 +81,19 @@ TEMPLATE_TEST_CASE("direct exchange: unbind removes only that binding", "[direct
     broker.bind_queue("q", "d", "a");
     broker.bind_queue("q", "d", "b");
     broker.bind_queue("r", "d", "a");
-    const names queues{"q", "r"};
+    const strings queues{"q", "r"};
 
     SECTION("the queue's other key stays") {
         broker.unbind_queue("q", "d", "a");
-        CHECK(route(broker, "d", "a", queues) == names{"r"});
-        CHECK(route(broker, "d", "b", queues) == names{"q"});
+        CHECK(route(broker, "d", "a", queues) == strings{"r"});
+        CHECK(route(broker, "d", "b", queues) == strings{"q"});
     }
     SECTION("unbinding what is not bound does nothing") {
         broker.unbind_queue("q", "d", "c");
         broker.unbind_queue("r", "d", "b");
         broker.unbind_queue("q", "d", "a", {{"v", 1}});
-        CHECK(route(broker, "d", "a", queues) == names{"q", "r"});
-        CHECK(route(broker, "d", "b", queues) == names{"q"});
+        CHECK(route(broker, "d", "a", queues) == strings{"q", "r"});
+        CHECK(route(broker, "d", "b", queues) == strings{"q"});
     }
     SECTION("unknown names are NOT_FOUND") {
         REQUIRE_THROWS_WITH(broker.unbind_queue("q", "nope", "a"), "NOT_FOUND - no exchange 'nope'");
@@ -133,7 +109,7 @@ TEMPLATE_TEST_CASE("direct exchange: the default exchange routes to the queue na
     TestType broker;
     broker.declare_queue("tasks");
     broker.declare_queue("other");
-    CHECK(route(broker, "", "tasks", {"tasks", "other"}) == names{"tasks"});
+    CHECK(route(broker, "", "tasks", {"tasks", "other"}) == strings{"tasks"});
     CHECK(route(broker, "", "missing", {"tasks", "other"}).empty());
     CHECK(route(broker, "", "", {"tasks", "other"}).empty());
     REQUIRE_THROWS_WITH(broker.bind_queue("tasks", "", "x"),
@@ -148,7 +124,7 @@ TEMPLATE_TEST_CASE("direct exchange: amq.direct is predeclared", "[direct]", war
     CHECK(broker.has_exchange("amq.direct"));
     broker.declare_queue("q");
     broker.bind_queue("q", "amq.direct", "k");
-    CHECK(route(broker, "amq.direct", "k", {"q"}) == names{"q"});
+    CHECK(route(broker, "amq.direct", "k", {"q"}) == strings{"q"});
     CHECK(route(broker, "amq.direct", "j", {"q"}).empty());
 }
 
@@ -158,31 +134,22 @@ TEST_CASE("direct exchange: used directly, counts bindings per destination", "[d
     warren::direct_exchange ex;
     const warren::destination q(warren::destination::kind::queue, 0);
     const warren::destination r(warren::destination::kind::queue, 1);
-    const warren::properties props;
-    auto route_key = [&](std::string_view key) {
-        warren::destination_list out;
-        ex.route({key, props}, out);
-        std::vector<warren::destination> got(out.begin(), out.end());
-        std::sort(got.begin(), got.end());
-        got.erase(std::unique(got.begin(), got.end()), got.end());
-        return got;
-    };
     using dests = std::vector<warren::destination>;
 
     // The broker binds once per distinct (destination, key, arguments): here twice for q.
     ex.bind(q, "k", {});
     ex.bind(q, "k", {{"v", 1}});
     ex.bind(r, "k", {});
-    CHECK(route_key("k") == dests{q, r});
-    CHECK(route_key("K").empty());
+    CHECK(destinations_for(ex, "k") == dests{q, r});
+    CHECK(destinations_for(ex, "K").empty());
     ex.unbind(q, "k", {});
-    CHECK(route_key("k") == dests{q, r});
+    CHECK(destinations_for(ex, "k") == dests{q, r});
     ex.unbind(q, "k", {{"v", 1}});
-    CHECK(route_key("k") == dests{r});
+    CHECK(destinations_for(ex, "k") == dests{r});
     ex.unbind(r, "k", {});
-    CHECK(route_key("k").empty());
+    CHECK(destinations_for(ex, "k").empty());
     // Unbinding what was never bound is harmless.
     ex.unbind(r, "k", {});
     ex.unbind(q, "nothing", {});
-    CHECK(route_key("k").empty());
+    CHECK(destinations_for(ex, "k").empty());
 }

@@ -10,7 +10,7 @@
 #include <type_traits>
 
 #include "support/catch.hpp"
-#include "support/error_of.hpp"
+#include "support/errors.hpp"
 
 namespace {
 

@@ -5,20 +5,22 @@
 #include <warren/exchange.hpp>
 
 #include <algorithm>
-#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
-#include "support/error_of.hpp"
-
-namespace {
+#include "support/errors.hpp"
 
 using warren::reply_code;
 using warren_test::error_of;
+using warren_test::route;
+using warren_test::strings;
+
+namespace {
 
 /// A user exchange type: routes to every destination whose binding key is a prefix of the
 /// routing key ("" is a prefix of every key). Refuses bindings with an "x-refuse" argument.
@@ -52,23 +54,6 @@ struct not_an_exchange {
     void bind(warren::destination, std::string_view, const warren::field_table&) {}
     void unbind(warren::destination, std::string_view, const warren::field_table&) {}
 };
-
-/// Publishes `key` to `exchange` and returns the queues (among `queues`) that got it,
-/// sorted, one entry per copy, taking the messages out.
-template <class Broker>
-std::vector<std::string> route(Broker& broker, std::string_view exchange, std::string_view key,
-                               const std::vector<std::string>& queues) {
-    const std::size_t routed = broker.publish(exchange, {.routing_key = std::string(key), .body = "m"});
-    std::vector<std::string> got;
-    for (const auto& q : queues) {
-        while (auto d = broker.try_get(q)) got.push_back(q);
-    }
-    std::sort(got.begin(), got.end());
-    CHECK(routed == got.size());
-    return got;
-}
-
-using names = std::vector<std::string>;
 
 } // namespace
 
@@ -121,25 +106,25 @@ TEMPLATE_TEST_CASE("exchange: a user-defined exchange type routes inside the bro
     broker.bind_queue("ab", "p", "a.b");
     broker.bind_queue("b", "p", "b");
     broker.bind_queue("all", "p", "");
-    const names queues{"a", "ab", "b", "all"};
+    const strings queues{"a", "ab", "b", "all"};
 
-    CHECK(route(broker, "p", "a.b.c", queues) == names{"a", "ab", "all"});
-    CHECK(route(broker, "p", "a.c", queues) == names{"a", "all"});
-    CHECK(route(broker, "p", "b", queues) == names{"all", "b"});
-    CHECK(route(broker, "p", "", queues) == names{"all"});
+    CHECK(route(broker, "p", "a.b.c", queues) == strings{"a", "ab", "all"});
+    CHECK(route(broker, "p", "a.c", queues) == strings{"a", "all"});
+    CHECK(route(broker, "p", "b", queues) == strings{"all", "b"});
+    CHECK(route(broker, "p", "", queues) == strings{"all"});
 
     SECTION("unbind reaches the exchange") {
         broker.unbind_queue("a", "p", "a");
-        CHECK(route(broker, "p", "a.b.c", queues) == names{"ab", "all"});
+        CHECK(route(broker, "p", "a.b.c", queues) == strings{"ab", "all"});
     }
     SECTION("a queue that several bindings match gets one copy") {
         broker.bind_queue("all", "p", "a");
         broker.bind_queue("all", "p", "a.b");
-        CHECK(route(broker, "p", "a.b", queues) == names{"a", "ab", "all"});
+        CHECK(route(broker, "p", "a.b", queues) == strings{"a", "ab", "all"});
         broker.unbind_queue("all", "p", "");
         broker.unbind_queue("all", "p", "a");
-        CHECK(route(broker, "p", "a.b", queues) == names{"a", "ab", "all"});
-        CHECK(route(broker, "p", "a.c", queues) == names{"a"});
+        CHECK(route(broker, "p", "a.b", queues) == strings{"a", "ab", "all"});
+        CHECK(route(broker, "p", "a.c", queues) == strings{"a"});
     }
     SECTION("the exchange may refuse a binding; the broker then keeps nothing") {
         broker.declare_exchange("p2", "x-prefix");
@@ -151,19 +136,19 @@ TEMPLATE_TEST_CASE("exchange: a user-defined exchange type routes inside the bro
     SECTION("each declared exchange has its own state") {
         broker.declare_exchange("p2", "x-prefix");
         broker.bind_queue("b", "p2", "a");
-        CHECK(route(broker, "p2", "a.b.c", queues) == names{"b"});
-        CHECK(route(broker, "p", "a.b.c", queues) == names{"a", "ab", "all"});
+        CHECK(route(broker, "p2", "a.b.c", queues) == strings{"b"});
+        CHECK(route(broker, "p", "a.b.c", queues) == strings{"a", "ab", "all"});
     }
     SECTION("it routes to exchanges bound to it") {
         broker.declare_exchange("f", "fanout");
         broker.declare_queue("via-f");
         broker.bind_queue("via-f", "f");
         broker.bind_exchange("f", "p", "c");
-        CHECK(route(broker, "p", "c.d", {"a", "ab", "b", "all", "via-f"}) == names{"all", "via-f"});
+        CHECK(route(broker, "p", "c.d", {"a", "ab", "b", "all", "via-f"}) == strings{"all", "via-f"});
     }
     SECTION("redeclaring with the same type does nothing; another type is refused") {
         REQUIRE_NOTHROW(broker.declare_exchange("p", "x-prefix"));
-        CHECK(route(broker, "p", "b", queues) == names{"all", "b"});
+        CHECK(route(broker, "p", "b", queues) == strings{"all", "b"});
         CHECK(error_of([&] { broker.declare_exchange("p", "topic"); }, reply_code::precondition_failed) ==
               "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'p': received 'topic' but current is "
               "'x-prefix'");
@@ -186,7 +171,7 @@ TEMPLATE_TEST_CASE("exchange: registering a type name twice is PRECONDITION_FAIL
     broker.declare_exchange("p", "x-prefix");
     broker.declare_queue("q");
     broker.bind_queue("q", "p", "k");
-    CHECK(route(broker, "p", "key", {"q"}) == names{"q"});
+    CHECK(route(broker, "p", "key", {"q"}) == strings{"q"});
 }
 
 TEMPLATE_TEST_CASE("exchange: declaring an unknown type is COMMAND_INVALID", "[exchange]", warren::broker,

@@ -4,14 +4,15 @@
 #include <warren/broker.hpp>
 #include <warren/headers_exchange.hpp>
 
-#include <algorithm>
-#include <cstddef>
 #include <cstdint>
 #include <string>
-#include <vector>
+#include <utility>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
-#include "support/error_of.hpp"
+#include "support/errors.hpp"
+
+using warren_test::strings;
 
 namespace {
 
@@ -26,27 +27,13 @@ bool match(const field_table& args, const field_table& headers) {
     return headers_match(args, warren::parse_header_match(args), headers);
 }
 
-/// Publishes a message with `headers` and returns the queues (among `queues`) that got
-/// it, sorted, one entry per copy, taking the messages out.
+/// warren_test::route for a message with `headers` (and a routing key the exchange ignores).
 template <class Broker>
-std::vector<std::string> route(Broker& broker, const char* exchange, const field_table& headers,
-                               const std::vector<std::string>& queues) {
-    warren::message msg{.routing_key = "ignored", .body = "m"};
-    msg.properties.headers = headers;
-    const std::size_t routed = broker.publish(exchange, std::move(msg));
-    std::vector<std::string> got;
-    for (const auto& q : queues) {
-        while (auto d = broker.try_get(q)) {
-            CHECK(d->properties().headers == headers);
-            got.push_back(q);
-        }
-    }
-    std::sort(got.begin(), got.end());
-    CHECK(routed == got.size());
-    return got;
+strings route(Broker& broker, const char* exchange, const field_table& headers, const strings& queues) {
+    warren::message m{.routing_key = "ignored", .body = "m"};
+    m.properties.headers = headers;
+    return warren_test::route(broker, exchange, std::move(m), queues);
 }
-
-using names = std::vector<std::string>;
 
 } // namespace
 
@@ -231,12 +218,12 @@ TEMPLATE_TEST_CASE("headers exchange: routes by headers through a broker", "[hea
     broker.bind_queue("with-x", "h", "", {{"x-match", "any-with-x"}, {"x-tenant", "t1"}});
     broker.bind_queue("flag", "h", "", {{"urgent", field_value{}}});
     broker.bind_queue("none", "h", "", {{"x-match", "any"}});
-    const names queues{"all", "any", "with-x", "flag", "none"};
+    const strings queues{"all", "any", "with-x", "flag", "none"};
 
-    CHECK(route(broker, "h", {{"format", "pdf"}, {"size", 1.0}}, queues) == names{"all", "any"});
-    CHECK(route(broker, "h", {{"format", "pdf"}}, queues) == names{"any"});
+    CHECK(route(broker, "h", {{"format", "pdf"}, {"size", 1.0}}, queues) == strings{"all", "any"});
+    CHECK(route(broker, "h", {{"format", "pdf"}}, queues) == strings{"any"});
     CHECK(route(broker, "h", {{"size", "1"}}, queues).empty());
-    CHECK(route(broker, "h", {{"x-tenant", "t1"}, {"urgent", false}}, queues) == names{"flag", "with-x"});
+    CHECK(route(broker, "h", {{"x-tenant", "t1"}, {"urgent", false}}, queues) == strings{"flag", "with-x"});
     CHECK(route(broker, "h", {}, queues).empty());
 }
 
@@ -258,7 +245,7 @@ TEMPLATE_TEST_CASE("headers exchange: bindings and unbinding", "[headers]", warr
     TestType broker;
     broker.declare_exchange("h", "headers");
     broker.declare_queue("q");
-    const names queues{"q"};
+    const strings queues{"q"};
     const field_table a{{"a", 1}};
     const field_table b{{"b", 1}};
 
@@ -266,20 +253,20 @@ TEMPLATE_TEST_CASE("headers exchange: bindings and unbinding", "[headers]", warr
         broker.bind_queue("q", "h", "", a);
         broker.bind_queue("q", "h", "", b);
         broker.bind_queue("q", "h", "k", a);
-        CHECK(route(broker, "h", {{"a", 1}, {"b", 1}}, queues) == names{"q"});
+        CHECK(route(broker, "h", {{"a", 1}, {"b", 1}}, queues) == strings{"q"});
     }
     SECTION("unbind removes only the binding with those arguments") {
         broker.bind_queue("q", "h", "", a);
         broker.bind_queue("q", "h", "", b);
         broker.unbind_queue("q", "h", "", a);
         CHECK(route(broker, "h", {{"a", 1}}, queues).empty());
-        CHECK(route(broker, "h", {{"b", 1}}, queues) == names{"q"});
+        CHECK(route(broker, "h", {{"b", 1}}, queues) == strings{"q"});
     }
     SECTION("the same arguments under another key are another binding") {
         broker.bind_queue("q", "h", "k1", a);
         broker.bind_queue("q", "h", "k2", a);
         broker.unbind_queue("q", "h", "k1", a);
-        CHECK(route(broker, "h", {{"a", 1}}, queues) == names{"q"});
+        CHECK(route(broker, "h", {{"a", 1}}, queues) == strings{"q"});
         broker.unbind_queue("q", "h", "k2", a);
         CHECK(route(broker, "h", {{"a", 1}}, queues).empty());
     }
@@ -312,7 +299,7 @@ TEMPLATE_TEST_CASE("headers exchange: amq.headers and amq.match are predeclared"
     broker.declare_queue("q");
     broker.bind_queue("q", "amq.headers", "", {{"a", 1}});
     broker.bind_queue("q", "amq.match", "", {{"x-match", "any"}, {"b", 1}});
-    CHECK(route(broker, "amq.headers", {{"a", 1}}, {"q"}) == names{"q"});
-    CHECK(route(broker, "amq.match", {{"b", 1}}, {"q"}) == names{"q"});
+    CHECK(route(broker, "amq.headers", {{"a", 1}}, {"q"}) == strings{"q"});
+    CHECK(route(broker, "amq.match", {{"b", 1}}, {"q"}) == strings{"q"});
     CHECK(route(broker, "amq.match", {{"a", 1}}, {"q"}).empty());
 }

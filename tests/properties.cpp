@@ -10,7 +10,7 @@
 #include <warren/warren.hpp>
 
 #include "support/catch.hpp"
-#include "support/counting.hpp"
+#include "support/errors.hpp"
 
 namespace {
 

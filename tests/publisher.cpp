@@ -1,36 +1,18 @@
 // basic_publisher: a handle bound to one exchange, not to its name.
 
 #include <string>
-#include <string_view>
 #include <utility>
-#include <vector>
 
 #include <warren/warren.hpp>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
-#include "support/counting.hpp"
+#include "support/errors.hpp"
 
-namespace {
-
+using warren_test::drain;
 using warren_test::error_of;
-
-warren::message msg(std::string key, std::string body = {}) {
-    warren::message m;
-    m.routing_key = std::move(key);
-    m.body = std::move(body);
-    return m;
-}
-
-template <class Broker>
-std::vector<std::string> drain(Broker& b, std::string_view queue) {
-    std::vector<std::string> bodies;
-    while (auto d = b.try_get(queue)) bodies.push_back(d->body());
-    return bodies;
-}
-
-using strings = std::vector<std::string>;
-
-} // namespace
+using warren_test::msg;
+using warren_test::strings;
 
 TEMPLATE_TEST_CASE("publisher: publishes to the exchange it was made for", "[publisher]", warren::broker,
                    warren::concurrent_broker) {

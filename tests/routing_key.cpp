@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "support/catch.hpp"
-#include "support/error_of.hpp"
+#include "support/errors.hpp"
 
 namespace {
 

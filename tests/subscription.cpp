@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
-#include "support/queue_io.hpp"
 
 using warren_test::drain;
 using warren_test::drain_marked;

@@ -14,32 +14,11 @@
 #include <vector>
 
 #include "data/topic_suites.hpp"
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
 
-namespace {
-
-/// Publishes `key` to `exchange` and returns the names of the queues (among `queues`) that
-/// got it, sorted, taking the messages out. A queue that got more than one copy is listed
-/// once per copy, so duplicates show.
-template <class Broker>
-std::vector<std::string> route(Broker& broker, std::string_view exchange, std::string_view key,
-                               const std::vector<std::string>& queues) {
-    const std::size_t routed = broker.publish(exchange, {.routing_key = std::string(key), .body = "m"});
-    std::vector<std::string> got;
-    for (const auto& q : queues) {
-        while (auto d = broker.try_get(q)) {
-            CHECK(d->routing_key() == key);
-            got.push_back(q);
-        }
-    }
-    std::sort(got.begin(), got.end());
-    CHECK(routed == got.size());
-    return got;
-}
-
-using names = std::vector<std::string>;
-
-} // namespace
+using warren_test::route;
+using warren_test::strings;
 
 TEMPLATE_TEST_CASE("topic exchange: RabbitMQ and Qpid conformance cases through a broker", "[topic][conformance]",
                    warren::broker, warren::concurrent_broker) {
@@ -88,27 +67,27 @@ TEMPLATE_TEST_CASE("topic exchange: RabbitMQ's topic rules through a broker", "[
         {"hash", "#"},       {"star", "*"},        {"empty", ""},          {"a-hash", "a.#"},
         {"a-star-b", "a.*.b"}, {"mid", "a.#.z"},   {"hash-hash", "#.#"},   {"literal", "a..b"},
     };
-    names queues;
+    strings queues;
     for (const auto& [queue, pattern] : bindings) {
         broker.declare_queue(queue);
         broker.bind_queue(queue, "t", pattern);
         queues.push_back(queue);
     }
     SECTION("'#' matches zero words; the empty key has zero words") {
-        CHECK(route(broker, "t", "", queues) == names{"empty", "hash", "hash-hash"});
-        CHECK(route(broker, "t", "a", queues) == names{"a-hash", "hash", "hash-hash", "star"});
+        CHECK(route(broker, "t", "", queues) == strings{"empty", "hash", "hash-hash"});
+        CHECK(route(broker, "t", "a", queues) == strings{"a-hash", "hash", "hash-hash", "star"});
     }
     SECTION("'*' matches exactly one word, possibly empty") {
-        CHECK(route(broker, "t", "x", queues) == names{"hash", "hash-hash", "star"});
-        CHECK(route(broker, "t", "x.y", queues) == names{"hash", "hash-hash"});
+        CHECK(route(broker, "t", "x", queues) == strings{"hash", "hash-hash", "star"});
+        CHECK(route(broker, "t", "x.y", queues) == strings{"hash", "hash-hash"});
     }
     SECTION("'a..b' is three words") {
-        CHECK(route(broker, "t", "a..b", queues) == names{"a-hash", "a-star-b", "hash", "hash-hash", "literal"});
-        CHECK(route(broker, "t", "a.b", queues) == names{"a-hash", "hash", "hash-hash"});
+        CHECK(route(broker, "t", "a..b", queues) == strings{"a-hash", "a-star-b", "hash", "hash-hash", "literal"});
+        CHECK(route(broker, "t", "a.b", queues) == strings{"a-hash", "hash", "hash-hash"});
     }
     SECTION("'#' in the middle") {
-        CHECK(route(broker, "t", "a.z", queues) == names{"a-hash", "hash", "hash-hash", "mid"});
-        CHECK(route(broker, "t", "a.q.r.z", queues) == names{"a-hash", "hash", "hash-hash", "mid"});
+        CHECK(route(broker, "t", "a.z", queues) == strings{"a-hash", "hash", "hash-hash", "mid"});
+        CHECK(route(broker, "t", "a.q.r.z", queues) == strings{"a-hash", "hash", "hash-hash", "mid"});
     }
 }
 
@@ -121,11 +100,11 @@ TEMPLATE_TEST_CASE("topic exchange: a queue bound with several matching patterns
     for (const char* pattern : {"a.*", "#", "a.b", "*.b", "#.#", "a.#.b"}) broker.bind_queue("q", "t", pattern);
     broker.bind_queue("other", "t", "a.b");
 
-    CHECK(route(broker, "t", "a.b", {"q", "other"}) == names{"other", "q"});
-    CHECK(route(broker, "t", "x", {"q", "other"}) == names{"q"});
+    CHECK(route(broker, "t", "a.b", {"q", "other"}) == strings{"other", "q"});
+    CHECK(route(broker, "t", "x", {"q", "other"}) == strings{"q"});
     // Also when the bindings differ only in their arguments.
     broker.bind_queue("other", "t", "a.b", {{"x-note", "second"}});
-    CHECK(route(broker, "t", "a.b", {"q", "other"}) == names{"other", "q"});
+    CHECK(route(broker, "t", "a.b", {"q", "other"}) == strings{"other", "q"});
 }
 
 TEMPLATE_TEST_CASE("topic exchange: unbind removes only that binding", "[topic]", warren::broker,
@@ -137,24 +116,24 @@ TEMPLATE_TEST_CASE("topic exchange: unbind removes only that binding", "[topic]"
     broker.bind_queue("q", "t", "a.*");
     broker.bind_queue("q", "t", "#.b");
     broker.bind_queue("r", "t", "a.*");
-    const names queues{"q", "r"};
+    const strings queues{"q", "r"};
 
     SECTION("the queue's other bindings stay") {
         broker.unbind_queue("q", "t", "a.*");
-        CHECK(route(broker, "t", "a.b", queues) == names{"q", "r"}); // q through '#.b'
-        CHECK(route(broker, "t", "a.c", queues) == names{"r"});
-        CHECK(route(broker, "t", "x.b", queues) == names{"q"});
+        CHECK(route(broker, "t", "a.b", queues) == strings{"q", "r"}); // q through '#.b'
+        CHECK(route(broker, "t", "a.c", queues) == strings{"r"});
+        CHECK(route(broker, "t", "x.b", queues) == strings{"q"});
     }
     SECTION("other queues' bindings with the same pattern stay") {
         broker.unbind_queue("r", "t", "a.*");
-        CHECK(route(broker, "t", "a.c", queues) == names{"q"});
+        CHECK(route(broker, "t", "a.c", queues) == strings{"q"});
     }
     SECTION("unbinding what is not bound does nothing") {
         broker.unbind_queue("q", "t", "a.#");
         broker.unbind_queue("q", "t", "a.*", {{"k", 1}});
         broker.unbind_queue("r", "t", "#.b");
-        CHECK(route(broker, "t", "a.c", queues) == names{"q", "r"});
-        CHECK(route(broker, "t", "x.b", queues) == names{"q"});
+        CHECK(route(broker, "t", "a.c", queues) == strings{"q", "r"});
+        CHECK(route(broker, "t", "x.b", queues) == strings{"q"});
     }
     SECTION("after unbinding everything nothing routes") {
         broker.unbind_queue("q", "t", "a.*");
@@ -169,30 +148,30 @@ TEMPLATE_TEST_CASE("topic exchange: binding key and arguments make a binding's i
     TestType broker;
     broker.declare_exchange("t", "topic");
     broker.declare_queue("q");
-    const names queues{"q"};
+    const strings queues{"q"};
 
     SECTION("the same binding twice is one binding: one unbind removes it") {
         broker.bind_queue("q", "t", "a.*");
         broker.bind_queue("q", "t", "a.*");
-        CHECK(route(broker, "t", "a.b", queues) == names{"q"});
+        CHECK(route(broker, "t", "a.b", queues) == strings{"q"});
         broker.unbind_queue("q", "t", "a.*");
         CHECK(route(broker, "t", "a.b", queues).empty());
     }
     SECTION("the same key with other arguments is another binding") {
         broker.bind_queue("q", "t", "a.*");
         broker.bind_queue("q", "t", "a.*", {{"k", "v"}});
-        CHECK(route(broker, "t", "a.b", queues) == names{"q"});
+        CHECK(route(broker, "t", "a.b", queues) == strings{"q"});
         broker.unbind_queue("q", "t", "a.*");
-        CHECK(route(broker, "t", "a.b", queues) == names{"q"});
+        CHECK(route(broker, "t", "a.b", queues) == strings{"q"});
         broker.unbind_queue("q", "t", "a.*", {{"k", "v"}});
         CHECK(route(broker, "t", "a.b", queues).empty());
     }
     SECTION("'#' and '#.#' are two bindings that mean the same") {
         broker.bind_queue("q", "t", "#");
         broker.bind_queue("q", "t", "#.#");
-        CHECK(route(broker, "t", "z", queues) == names{"q"});
+        CHECK(route(broker, "t", "z", queues) == strings{"q"});
         broker.unbind_queue("q", "t", "#.#");
-        CHECK(route(broker, "t", "z", queues) == names{"q"});
+        CHECK(route(broker, "t", "z", queues) == strings{"q"});
         broker.unbind_queue("q", "t", "#");
         CHECK(route(broker, "t", "z", queues).empty());
     }
@@ -207,10 +186,10 @@ TEMPLATE_TEST_CASE("topic exchange: deleting a queue removes its bindings", "[to
     broker.bind_queue("q", "t", "a.#");
     broker.bind_queue("r", "t", "#");
     broker.delete_queue("q");
-    CHECK(route(broker, "t", "a.b", {"r"}) == names{"r"});
+    CHECK(route(broker, "t", "a.b", {"r"}) == strings{"r"});
     // A new queue of the same name starts without bindings.
     broker.declare_queue("q");
-    CHECK(route(broker, "t", "a.b", {"q", "r"}) == names{"r"});
+    CHECK(route(broker, "t", "a.b", {"q", "r"}) == strings{"r"});
 }
 
 TEMPLATE_TEST_CASE("topic exchange: amq.topic is predeclared", "[topic]", warren::broker, warren::concurrent_broker) {
@@ -218,7 +197,7 @@ TEMPLATE_TEST_CASE("topic exchange: amq.topic is predeclared", "[topic]", warren
     CHECK(broker.has_exchange("amq.topic"));
     broker.declare_queue("q");
     broker.bind_queue("q", "amq.topic", "sensors.*.temp");
-    CHECK(route(broker, "amq.topic", "sensors.kitchen.temp", {"q"}) == names{"q"});
+    CHECK(route(broker, "amq.topic", "sensors.kitchen.temp", {"q"}) == strings{"q"});
     CHECK(route(broker, "amq.topic", "sensors.kitchen.humidity", {"q"}).empty());
 }
 

@@ -6,25 +6,18 @@
 #include <optional>
 #include <ostream>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <warren/warren.hpp>
 
+#include "support/broker_io.hpp"
 #include "support/catch.hpp"
 
+using warren_test::drain;
+using warren_test::strings;
+
 namespace {
-
-/// The bodies of every ready message of `queue`, in order (basic.get until empty).
-template <class Broker>
-std::vector<std::string> drain(Broker& broker, std::string_view queue) {
-    std::vector<std::string> bodies;
-    while (auto d = broker.try_get(queue)) bodies.push_back(d->body());
-    return bodies;
-}
-
-using strings = std::vector<std::string>;
 
 struct topic_case {
     const char* key;

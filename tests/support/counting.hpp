@@ -1,9 +1,5 @@
 #pragma once
-// Test helpers: a body that counts its copies, and the code and text of a warren::error.
-
-#include <string>
-
-#include <warren/error.hpp>
+// Test helper: a body that counts its copies.
 
 namespace warren_test {
 
@@ -27,18 +23,5 @@ struct copy_counter {
     copy_counter& operator=(copy_counter&& other) noexcept = default;
     ~copy_counter() = default;
 };
-
-/// "<reply code> <what()>" of the warren::error that `f` throws, e.g.
-/// "404 NOT_FOUND - no exchange 'logs'", or "no error". One string checks both the code
-/// and the message, and Catch prints it whole when it differs. Other exceptions escape.
-template <class F>
-[[nodiscard]] std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const warren::error& e) {
-        return std::to_string(static_cast<int>(e.code())) + " " + e.what();
-    }
-    return "no error";
-}
 
 } // namespace warren_test
