@@ -27,26 +27,9 @@ packages=(cmake ninja-build g++ clang libclang-rt-14-dev catch2)
 if (($# == 0)) || [[ " $* " == *" rabbitmq "* ]]; then
     packages+=(pkg-config librabbitmq-dev rabbitmq-server)
 fi
-missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$p")
-    fi
-done
-if ((${#missing[@]})); then
-    echo "test.sh: installing missing packages: ${missing[*]}"
-    if [ "$(id -u)" -eq 0 ]; then
-        sudo=()
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo=(sudo)
-    else
-        echo "test.sh: need root or sudo to install: ${missing[*]}" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
-fi
+# shellcheck source=packages.sh
+source "$root/scripts/packages.sh"
+ensure_packages test.sh "${packages[@]}"
 
 # ---------------------------------------------------------------------------
 # Stages. Each runs in a subshell with errexit; a failing stage is recorded
