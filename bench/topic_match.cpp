@@ -1,0 +1,539 @@
+// Topic matching: warren::topic_matcher against a naive matcher and a plain trie
+// (bench/baselines.hpp), in one binary and one run. docs/benchmarks.md explains the
+// workloads and holds the figures; bench/run_topic_match.sh produces them.
+//
+// Benchmark names read <what>/<workload>/<matcher>/<bindings>:
+//   route/...   one route per iteration: the time per iteration is the time per route
+//   bind/...    N inserts into a fresh matcher per iteration; items/s counts bindings
+//   unbind/...  N erases (in a shuffled order) from a full matcher per iteration
+//   memory/...  counters only: bytes per binding (memory_bytes() and the counted heap)
+
+#include <benchmark/benchmark.h>
+#include <malloc.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <warren/topic_matcher.hpp>
+
+#include "baselines.hpp"
+
+// ---------------------------------------------------------------------------
+// Heap counting. Every global operator new/delete of the binary goes through these; they
+// only count while `heap::counting` is set, which is only while a fixture builds its
+// matchers (build_counted), so the timed benchmarks pay one predictable branch per
+// allocation (and a warm route allocates nothing in any of the three matchers).
+// ---------------------------------------------------------------------------
+namespace heap {
+bool counting = false;
+std::int64_t live_bytes = 0; // usable bytes of blocks allocated minus freed while counting
+std::int64_t allocations = 0;
+} // namespace heap
+
+void* operator new(std::size_t n) {
+    void* p = std::malloc(n == 0 ? 1 : n);
+    if (p == nullptr) throw std::bad_alloc();
+    if (heap::counting) {
+        heap::live_bytes += static_cast<std::int64_t>(malloc_usable_size(p));
+        ++heap::allocations;
+    }
+    return p;
+}
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void operator delete(void* p) noexcept {
+    if (p != nullptr && heap::counting) heap::live_bytes -= static_cast<std::int64_t>(malloc_usable_size(p));
+    std::free(p);
+}
+void operator delete[](void* p) noexcept { ::operator delete(p); }
+void operator delete(void* p, std::size_t) noexcept { ::operator delete(p); }
+void operator delete[](void* p, std::size_t) noexcept { ::operator delete(p); }
+
+namespace {
+
+using value_type = std::uint32_t;
+using warren_matcher = warren::topic_matcher<value_type>;
+using trie_matcher = bench::plain_trie<value_type>;
+using naive_matcher = bench::naive_matcher<value_type>;
+
+constexpr std::size_t sizes[] = {1'000, 10'000, 100'000, 1'000'000};
+// The naive matcher costs O(bindings) per route: beyond this it would dominate the run.
+constexpr std::size_t naive_max_bindings = 100'000;
+constexpr std::size_t key_count = 4096;      // keys routed in turn; a power of two
+constexpr std::size_t hit_key_count = 256;   // keys repeated for the cache-hit runs
+// warren's cache is two-way set associative: three hit keys that share a pair would evict
+// each other on every pass. 256 keys in 4,096 entries put three in one pair for some
+// workloads here; in 65,536 entries none do, so every route of the hit runs is a hit.
+constexpr std::size_t cache_capacity = 65536;
+constexpr std::size_t fanout_matches = 1000;
+
+// ---------------------------------------------------------------------------
+// Workloads. Deterministic (own generator, no std distributions), so every run and every
+// standard library sees the same bindings and keys; binding i always has value i.
+// ---------------------------------------------------------------------------
+struct rng {
+    std::uint64_t state;
+    std::uint64_t next() noexcept { // splitmix64
+        std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    std::size_t below(std::size_t n) noexcept { return static_cast<std::size_t>(((next() >> 32) * n) >> 32); }
+};
+
+constexpr std::size_t levels = 4;
+constexpr std::size_t words_per_level = 100;
+
+/// 100 distinct lowercase words of 3 to 10 letters per key position.
+const std::vector<std::vector<std::string>>& vocabulary() {
+    static const std::vector<std::vector<std::string>> vocab = [] {
+        rng r{42};
+        std::vector<std::vector<std::string>> v(levels);
+        for (auto& level : v) {
+            std::unordered_set<std::string> seen;
+            while (level.size() < words_per_level) {
+                std::string w(3 + r.below(8), 'a');
+                for (char& c : w) c = static_cast<char>('a' + r.below(26));
+                if (seen.insert(w).second) level.push_back(w);
+            }
+        }
+        return v;
+    }();
+    return vocab;
+}
+
+const std::string& random_word(rng& r, std::size_t level) { return vocabulary()[level % levels][r.below(words_per_level)]; }
+
+std::string join(const std::vector<std::string>& words) {
+    std::string s;
+    for (std::size_t i = 0; i < words.size(); ++i) {
+        if (i > 0) s += '.';
+        s += words[i];
+    }
+    return s;
+}
+
+enum class workload { selective, wildcard, fanout };
+
+const char* workload_name(workload w) {
+    switch (w) {
+    case workload::selective: return "selective";
+    case workload::wildcard: return "wildcard";
+    case workload::fanout: return "fanout";
+    }
+    return "?";
+}
+
+struct workload_data {
+    std::vector<std::string> patterns;  // binding i: (patterns[i], i)
+    std::vector<std::string> keys;      // routed in turn; size is a power of two
+    std::vector<std::string> hit_keys;  // a few keys, repeated: they fit the cache
+    std::vector<std::size_t> erase_order;
+    std::size_t text_bytes = 0;         // the patterns' text, for "bytes beyond the text"
+};
+
+/// (a) selective: 4-word keys, 100 words per level; bindings 90% literal, 6% with one `*`
+/// (at a random position), 4% `w.w.w.#`; half the keys copy a literal binding, half are
+/// random words.
+void make_selective(std::size_t n, std::uint64_t seed, workload_data& d) {
+    rng r{seed};
+    std::vector<std::size_t> literal;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::vector<std::string> w(levels);
+        for (std::size_t l = 0; l < levels; ++l) w[l] = random_word(r, l);
+        const std::size_t kind = r.below(100);
+        if (kind < 90) {
+            literal.push_back(d.patterns.size());
+        } else if (kind < 96) {
+            w[r.below(levels)] = "*";
+        } else {
+            w.back() = "#";
+        }
+        d.patterns.push_back(join(w));
+    }
+    rng k{seed ^ 0x5eed};
+    for (std::size_t i = 0; i < key_count; ++i) {
+        if (i % 2 == 0 && !literal.empty()) {
+            d.keys.push_back(d.patterns[literal[k.below(literal.size())]]);
+        } else {
+            std::vector<std::string> w(levels);
+            for (std::size_t l = 0; l < levels; ++l) w[l] = random_word(k, l);
+            d.keys.push_back(join(w));
+        }
+    }
+}
+
+/// (b) wildcard-heavy: 50% literal, 30% with `*` (one, or two in a quarter of them), 20%
+/// with one `#` in place of a word at any position (`#.w.w.w` ... `w.w.w.#`). Half the keys
+/// are built from a random binding (each `*` a random word, `#` zero to two random words,
+/// so the key matches it), half are random 4-word keys.
+void make_wildcard(std::size_t n, std::uint64_t seed, workload_data& d) {
+    rng r{seed};
+    for (std::size_t i = 0; i < n; ++i) {
+        std::vector<std::string> w(levels);
+        for (std::size_t l = 0; l < levels; ++l) w[l] = random_word(r, l);
+        const std::size_t kind = r.below(100);
+        if (kind < 50) {
+            // literal
+        } else if (kind < 80) {
+            const std::size_t first = r.below(levels);
+            w[first] = "*";
+            if (r.below(4) == 0) w[(first + 1 + r.below(levels - 1)) % levels] = "*";
+        } else {
+            w[r.below(levels)] = "#";
+        }
+        d.patterns.push_back(join(w));
+    }
+    rng k{seed ^ 0x5eed};
+    std::vector<std::string_view> words;
+    for (std::size_t i = 0; i < key_count; ++i) {
+        std::vector<std::string> key;
+        if (i % 2 == 0) {
+            bench::split_words(d.patterns[k.below(n)], words);
+            for (std::string_view w : words) {
+                if (w == "*") {
+                    key.push_back(random_word(k, key.size()));
+                } else if (w == "#") {
+                    for (std::size_t extra = k.below(3); extra > 0; --extra) key.push_back(random_word(k, key.size()));
+                } else {
+                    key.emplace_back(w);
+                }
+            }
+        } else {
+            for (std::size_t l = 0; l < levels; ++l) key.push_back(random_word(k, l));
+        }
+        d.keys.push_back(join(key));
+    }
+}
+
+/// Every distinct pattern of literals, `*` and at most one `#` that matches `key` (4 words):
+/// 16 without `#`, 129 with one (`#` standing for any run of 0 to 4 of the key's words).
+std::vector<std::string> patterns_matching(const std::vector<std::string>& key) {
+    std::vector<std::string> out;
+    const std::size_t n = key.size();
+    auto add = [&](std::size_t run_begin, std::size_t run_end, bool with_hash) {
+        const std::size_t free_words = n - (run_end - run_begin);
+        for (std::size_t stars = 0; stars < (std::size_t{1} << free_words); ++stars) {
+            std::vector<std::string> w;
+            std::size_t bit = 0;
+            for (std::size_t i = 0; i <= n; ++i) {
+                if (with_hash && i == run_begin) w.emplace_back("#");
+                if (i == n) break;
+                if (with_hash && i >= run_begin && i < run_end) continue;
+                w.push_back((stars >> bit++) & 1U ? std::string("*") : key[i]);
+            }
+            out.push_back(join(w));
+        }
+    };
+    add(0, 0, false);
+    for (std::size_t b = 0; b <= n; ++b) {
+        for (std::size_t e = b; e <= n; ++e) add(b, e, true);
+    }
+    return out;
+}
+
+/// (c) fan-out: one key matched by 1,000 bindings (the 145 distinct patterns that match
+/// it, in turn, each binding with its own value), among n - 1,000 selective bindings.
+void make_fanout(std::size_t n, std::uint64_t seed, workload_data& d) {
+    rng r{seed ^ 0xfa4};
+    std::vector<std::string> hot(levels);
+    for (std::size_t l = 0; l < levels; ++l) hot[l] = random_word(r, l);
+    const std::vector<std::string> matching = patterns_matching(hot);
+    for (std::size_t i = 0; i < fanout_matches && i < n; ++i) d.patterns.push_back(matching[i % matching.size()]);
+    workload_data background;
+    if (n > fanout_matches) make_selective(n - fanout_matches, seed, background);
+    d.patterns.insert(d.patterns.end(), background.patterns.begin(), background.patterns.end());
+    d.keys.assign(1, join(hot));
+}
+
+workload_data make_workload(workload w, std::size_t n) {
+    constexpr std::uint64_t seed = 20240603;
+    workload_data d;
+    d.patterns.reserve(n);
+    switch (w) {
+    case workload::selective: make_selective(n, seed, d); break;
+    case workload::wildcard: make_wildcard(n, seed, d); break;
+    case workload::fanout: make_fanout(n, seed, d); break;
+    }
+    d.hit_keys.assign(d.keys.begin(), d.keys.begin() + static_cast<std::ptrdiff_t>(std::min(hit_key_count, d.keys.size())));
+    for (const std::string& p : d.patterns) d.text_bytes += p.size();
+    d.erase_order.resize(n);
+    for (std::size_t i = 0; i < n; ++i) d.erase_order[i] = i;
+    rng s{seed ^ 0xe5a5e};
+    for (std::size_t i = n; i > 1; --i) std::swap(d.erase_order[i - 1], d.erase_order[s.below(i)]);
+    return d;
+}
+
+template <class M>
+std::unique_ptr<M> build(const workload_data& d) {
+    auto m = std::make_unique<M>();
+    for (std::size_t i = 0; i < d.patterns.size(); ++i) m->insert(d.patterns[i], static_cast<value_type>(i));
+    return m;
+}
+
+/// What building one matcher left on the heap (see operator new above).
+struct heap_use {
+    std::int64_t bytes = 0;
+    std::int64_t allocations = 0;
+};
+
+template <class M>
+std::unique_ptr<M> build_counted(const workload_data& d, heap_use& use) {
+    heap::live_bytes = 0;
+    heap::allocations = 0;
+    heap::counting = true;
+    auto m = build<M>(d);
+    heap::counting = false;
+    use = {heap::live_bytes, heap::allocations};
+    return m;
+}
+
+template <class M>
+std::vector<value_type> results(const M& m, std::string_view key) {
+    std::vector<value_type> out;
+    m.match(key, [&](value_type v) { out.push_back(v); });
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// ---------------------------------------------------------------------------
+// One workload at one size, with the three matchers built on first use and checked
+// against each other before anything is timed. Only the latest is kept: benchmarks are
+// registered grouped by (workload, size), so each is built once and the 1M ones do not
+// pile up in memory.
+// ---------------------------------------------------------------------------
+struct fixture {
+    fixture(workload w, std::size_t n) : kind(w), bindings(n), data(make_workload(w, n)) {}
+
+    workload kind;
+    std::size_t bindings;
+    workload_data data;
+    std::unique_ptr<warren_matcher> fast;
+    std::unique_ptr<trie_matcher> trie;
+    std::unique_ptr<naive_matcher> naive; // only up to naive_max_bindings
+    heap_use fast_heap, trie_heap, naive_heap;
+    std::size_t fast_memory_bytes = 0; // fast->memory_bytes() right after building
+
+    /// Builds the matchers (counting their heap) and aborts the run if any two disagree
+    /// on any key.
+    void build_matchers() {
+        if (fast) return;
+        fast = build_counted<warren_matcher>(data, fast_heap);
+        fast_memory_bytes = fast->memory_bytes();
+        trie = build_counted<trie_matcher>(data, trie_heap);
+        auto slow = build_counted<naive_matcher>(data, naive_heap);
+        // Past naive_max_bindings the naive matcher checks a sample: it is O(n) per key.
+        const std::size_t naive_keys = bindings <= naive_max_bindings ? data.keys.size() : 64;
+        std::size_t matched = 0;
+        std::size_t deliveries = 0;
+        for (std::size_t i = 0; i < data.keys.size(); ++i) {
+            const std::string& key = data.keys[i];
+            const auto expected = results(*fast, key);
+            const auto from_trie = results(*trie, key);
+            const bool naive_ok = i >= naive_keys || results(*slow, key) == expected;
+            if (from_trie != expected || !naive_ok) {
+                std::fprintf(stderr, "MISMATCH %s/%zu key '%s': warren %zu values, trie %zu, naive %s\n",
+                             workload_name(kind), bindings, key.c_str(), expected.size(), from_trie.size(),
+                             naive_ok ? "agrees" : "differs");
+                std::abort();
+            }
+            matched += expected.empty() ? 0 : 1;
+            deliveries += expected.size();
+        }
+        // The cache must answer what the trie walk answers, on the miss and on the hit.
+        fast->set_cache_capacity(cache_capacity);
+        for (int pass = 0; pass < 2; ++pass) {
+            for (const std::string& key : data.hit_keys) {
+                if (results(*fast, key) != results(*trie, key)) {
+                    std::fprintf(stderr, "MISMATCH %s/%zu key '%s': warren's cache (pass %d) differs\n",
+                                 workload_name(kind), bindings, key.c_str(), pass);
+                    std::abort();
+                }
+            }
+        }
+        fast->set_cache_capacity(0);
+        if (kind == workload::fanout && deliveries != std::min(fanout_matches, bindings)) {
+            std::fprintf(stderr, "fanout/%zu: the hot key matched %zu bindings, not %zu\n", bindings, deliveries,
+                         fanout_matches);
+            std::abort();
+        }
+        std::fprintf(stderr, "check %s/%zu: %zu keys (naive on %zu), %zu matched, %.2f values per key: all agree\n",
+                     workload_name(kind), bindings, data.keys.size(), std::min(naive_keys, data.keys.size()),
+                     matched, static_cast<double>(deliveries) / static_cast<double>(data.keys.size()));
+        if (bindings <= naive_max_bindings) naive = std::move(slow);
+    }
+};
+
+std::unique_ptr<fixture> current;
+
+fixture& get_fixture(workload w, std::size_t n) {
+    if (!current || current->kind != w || current->bindings != n) {
+        current.reset(); // free the previous one first
+        current = std::make_unique<fixture>(w, n);
+    }
+    return *current;
+}
+
+// ---------------------------------------------------------------------------
+// Benchmarks
+// ---------------------------------------------------------------------------
+enum class matcher_kind { warren_cache_off, warren_cache_hit, plain_trie, naive };
+
+const char* matcher_name(matcher_kind m) {
+    switch (m) {
+    case matcher_kind::warren_cache_off: return "warren_cache_off";
+    case matcher_kind::warren_cache_hit: return "warren_cache_hit";
+    case matcher_kind::plain_trie: return "plain_trie";
+    case matcher_kind::naive: return "naive";
+    }
+    return "?";
+}
+
+template <class M>
+void route_loop(benchmark::State& state, const M& m, const std::vector<std::string>& keys) {
+    const std::size_t mask = keys.size() - 1;
+    std::size_t i = 0;
+    std::uint64_t sum = 0;
+    std::uint64_t delivered = 0;
+    auto on_match = [&](value_type v) {
+        sum += v;
+        ++delivered;
+    };
+    for (auto _ : state) m.match(keys[i++ & mask], on_match);
+    benchmark::DoNotOptimize(sum);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+    state.counters["values_per_route"] =
+        static_cast<double>(delivered) / static_cast<double>(std::max<benchmark::IterationCount>(state.iterations(), 1));
+}
+
+void bm_route(benchmark::State& state, workload w, matcher_kind kind) {
+    fixture& f = get_fixture(w, static_cast<std::size_t>(state.range(0)));
+    f.build_matchers();
+    switch (kind) {
+    case matcher_kind::warren_cache_off:
+        f.fast->set_cache_capacity(0);
+        route_loop(state, *f.fast, f.data.keys);
+        break;
+    case matcher_kind::warren_cache_hit:
+        f.fast->set_cache_capacity(cache_capacity);
+        for (int pass = 0; pass < 2; ++pass) {
+            for (const std::string& k : f.data.hit_keys) f.fast->match(k, [](value_type) {});
+        }
+        route_loop(state, *f.fast, f.data.hit_keys);
+        f.fast->set_cache_capacity(0);
+        break;
+    case matcher_kind::plain_trie: route_loop(state, *f.trie, f.data.keys); break;
+    case matcher_kind::naive: route_loop(state, *f.naive, f.data.keys); break;
+    }
+}
+
+/// N inserts into a fresh matcher per iteration; the old one is destroyed, and the new one
+/// made, while the clock is paused.
+template <class M>
+void bm_bind(benchmark::State& state, workload w) {
+    const std::size_t n = static_cast<std::size_t>(state.range(0));
+    const workload_data& d = get_fixture(w, n).data;
+    std::optional<M> m;
+    for (auto _ : state) {
+        state.PauseTiming();
+        m.reset();
+        m.emplace();
+        state.ResumeTiming();
+        for (std::size_t i = 0; i < n; ++i) m->insert(d.patterns[i], static_cast<value_type>(i));
+    }
+    benchmark::DoNotOptimize(m);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(n));
+}
+
+/// N erases, in a shuffled order, from a full matcher per iteration (filled while paused).
+template <class M>
+void bm_unbind(benchmark::State& state, workload w) {
+    const std::size_t n = static_cast<std::size_t>(state.range(0));
+    const workload_data& d = get_fixture(w, n).data;
+    std::optional<M> m;
+    for (auto _ : state) {
+        state.PauseTiming();
+        m.reset();
+        m.emplace();
+        for (std::size_t i = 0; i < n; ++i) m->insert(d.patterns[i], static_cast<value_type>(i));
+        state.ResumeTiming();
+        for (std::size_t i : d.erase_order) {
+            if (!m->erase(d.patterns[i], static_cast<value_type>(i))) state.SkipWithError("erase failed");
+        }
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(n));
+}
+
+/// Bytes per binding, from the fixture's build: the heap each matcher holds (counted by
+/// the operator new above, in usable bytes, without malloc's per-block header) and, for
+/// warren, memory_bytes(). Deterministic, so one "iteration" that times nothing.
+void bm_memory(benchmark::State& state, workload w, matcher_kind kind) {
+    fixture& f = get_fixture(w, static_cast<std::size_t>(state.range(0)));
+    f.build_matchers();
+    const heap_use& use = kind == matcher_kind::plain_trie ? f.trie_heap
+                          : kind == matcher_kind::naive    ? f.naive_heap
+                                                           : f.fast_heap;
+    const double per = 1.0 / static_cast<double>(f.bindings);
+    for (auto _ : state) {
+    }
+    state.counters["heap_bytes_per_binding"] = static_cast<double>(use.bytes) * per;
+    state.counters["heap_allocs_per_binding"] = static_cast<double>(use.allocations) * per;
+    state.counters["text_bytes_per_binding"] = static_cast<double>(f.data.text_bytes) * per;
+    if (kind == matcher_kind::warren_cache_off) {
+        state.counters["bytes_per_binding"] = static_cast<double>(f.fast_memory_bytes) * per;
+    }
+}
+
+void register_all() {
+    using benchmark::RegisterBenchmark;
+    const workload all[] = {workload::selective, workload::wildcard, workload::fanout};
+    for (workload w : all) {
+        const std::string wn = workload_name(w);
+        for (std::size_t n : sizes) {
+            const auto arg = static_cast<std::int64_t>(n);
+            for (matcher_kind m : {matcher_kind::warren_cache_off, matcher_kind::warren_cache_hit,
+                                   matcher_kind::plain_trie, matcher_kind::naive}) {
+                if (m == matcher_kind::naive && n > naive_max_bindings) continue;
+                RegisterBenchmark(("route/" + wn + "/" + matcher_name(m)).c_str(), bm_route, w, m)->Arg(arg);
+            }
+            if (w == workload::fanout) continue; // its bindings are the selective ones
+            RegisterBenchmark(("bind/" + wn + "/warren").c_str(), bm_bind<warren_matcher>, w)->Arg(arg);
+            RegisterBenchmark(("bind/" + wn + "/plain_trie").c_str(), bm_bind<trie_matcher>, w)->Arg(arg);
+            RegisterBenchmark(("unbind/" + wn + "/warren").c_str(), bm_unbind<warren_matcher>, w)->Arg(arg);
+            RegisterBenchmark(("unbind/" + wn + "/plain_trie").c_str(), bm_unbind<trie_matcher>, w)->Arg(arg);
+            for (matcher_kind m : {matcher_kind::warren_cache_off, matcher_kind::plain_trie, matcher_kind::naive}) {
+                const std::string mn = m == matcher_kind::warren_cache_off ? "warren" : matcher_name(m);
+                RegisterBenchmark(("memory/" + wn + "/" + mn).c_str(), bm_memory, w, m)
+                    ->Arg(arg)
+                    ->Iterations(1)
+                    ->Repetitions(1);
+            }
+        }
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    // Fail fast: check the three matchers agree on every workload before the long run.
+    for (workload w : {workload::selective, workload::wildcard, workload::fanout}) get_fixture(w, 1000).build_matchers();
+    current.reset();
+    register_all();
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
