@@ -383,22 +383,6 @@ TEMPLATE_TEST_CASE("broker: queue names with the amq. prefix are access_refused"
     CHECK(b.declare_queue("amqx") == "amqx");
 }
 
-TEMPLATE_TEST_CASE("broker: queue arguments not implemented yet are refused", "[broker][queue]", warren::broker,
-                   warren::concurrent_broker) {
-    TestType b;
-    const std::string arg = GENERATE(as<std::string>{}, "x-message-ttl", "x-expires", "x-max-length",
-                                     "x-max-length-bytes", "x-overflow", "x-dead-letter-exchange",
-                                     "x-dead-letter-routing-key", "x-max-priority", "x-single-active-consumer");
-    CAPTURE(arg);
-    warren::queue_options options;
-    options.arguments.set(arg, 1000);
-    CHECK(error_of([&] { (void)b.declare_queue("q", options); }) ==
-          "540 NOT_IMPLEMENTED - queue argument '" + arg + "' is not supported yet");
-    CHECK_FALSE(b.has_queue("q"));
-    CHECK(error_of([&] { (void)b.declare_queue("", options); }) ==
-          "540 NOT_IMPLEMENTED - queue argument '" + arg + "' is not supported yet");
-}
-
 TEMPLATE_TEST_CASE("broker: x-queue-type and unknown queue arguments are accepted", "[broker][queue]",
                    warren::broker, warren::concurrent_broker) {
     TestType b;

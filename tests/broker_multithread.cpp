@@ -311,7 +311,7 @@ TEST_CASE("concurrent broker: publishers and consumers lose and duplicate nothin
     CHECK(s.requeued == requeues.load());
     CHECK(s.delivered == total + requeues.load());
     CHECK(s.acked == total);
-    CHECK(s.rejected == 0);
+    CHECK(s.dropped.rejected == 0);
     CHECK(s.ready == 0);
     CHECK(s.unacked == 0);
     CHECK(s.consumers == 0);

@@ -142,7 +142,7 @@ TEMPLATE_TEST_CASE("delivery: settling", "[delivery]", warren::broker, warren::c
             bb->nack(false, false);
             CHECK(error_of([&] { bb->reject(false); }, warren::reply_code::precondition_failed) ==
                   "PRECONDITION_FAILED - unknown delivery tag 2");
-            CHECK(b.queue_stats("q").rejected == 1);
+            CHECK(b.queue_stats("q").dropped.rejected == 1);
         }
         // The failed attempt changed nothing else.
         CHECK(a->pending());
@@ -214,7 +214,7 @@ TEMPLATE_TEST_CASE("delivery: multiple settles the owner's earlier deliveries", 
         auto a = b.try_get("q", manual);
         auto bb = b.try_get("q", manual);
         bb->nack(true, false);
-        CHECK(b.queue_stats("q").rejected == 2);
+        CHECK(b.queue_stats("q").dropped.rejected == 2);
         CHECK(drain_marked(b, "q") == strings{"c", "d"});
     }
     SECTION("only the same consumer's deliveries") {

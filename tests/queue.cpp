@@ -164,7 +164,7 @@ TEMPLATE_TEST_CASE("queue: reject without requeue drops the message", "[queue]",
     SECTION("reject(false)") { a->reject(false); }
     SECTION("nack(false, false)") { a->nack(false, false); }
     const auto stats = b.queue_stats("q");
-    CHECK(stats.rejected == 1);
+    CHECK(stats.dropped.rejected == 1);
     CHECK(stats.requeued == 0);
     CHECK(stats.acked == 0);
     CHECK(stats.unacked == 0);
@@ -193,7 +193,7 @@ TEMPLATE_TEST_CASE("queue: counters add up", "[queue][stats]", warren::broker, w
     CHECK(s.delivered == 5);
     CHECK(s.acked == 2);
     CHECK(s.requeued == 1);
-    CHECK(s.rejected == 1);
+    CHECK(s.dropped.rejected == 1);
     CHECK(s.purged == 2);
     CHECK(s.ready == 1);
     CHECK(s.unacked == 1);
@@ -201,7 +201,8 @@ TEMPLATE_TEST_CASE("queue: counters add up", "[queue][stats]", warren::broker, w
     // Every ready entry came in by publish or requeue and left by delivery or purge;
     // every delivery ended acked, requeued, rejected or is still unacked.
     CHECK(s.enqueued + s.requeued == s.delivered + s.ready + s.purged);
-    CHECK(s.delivered == s.acked + s.requeued + s.rejected + s.unacked);
+    CHECK(s.delivered == s.acked + s.requeued + s.dropped.rejected + s.unacked);
+    CHECK(s.accounted());
 }
 
 // ---------------------------------------------------------------------------------------

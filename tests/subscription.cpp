@@ -308,7 +308,7 @@ TEMPLATE_TEST_CASE("subscription: a callback may end its own subscription", "[su
             },
             manual_options());
         CHECK(b.dispatch() == 3);
-        CHECK(b.queue_stats("q").rejected == 1);
+        CHECK(b.queue_stats("q").dropped.rejected == 1);
         CHECK(drain_marked(b, "q") == strings{"a*", "b*"});
     }
     SECTION("manual: the in-flight delivery moved out of the callback still goes back") {
@@ -561,7 +561,7 @@ TEMPLATE_TEST_CASE("subscription: a throwing callback without an error handler",
         auto s = b.queue_stats("q");
         CHECK(s.delivered == 2);
         CHECK(s.acked == 2);
-        CHECK(s.rejected == 0);
+        CHECK(s.dropped.rejected == 0);
         CHECK(s.ready == 1);
         // The broker is still usable and the consumer still subscribed.
         CHECK(b.dispatch() == 1);
@@ -579,7 +579,7 @@ TEMPLATE_TEST_CASE("subscription: a throwing callback without an error handler",
             manual_options({}, 1));
         REQUIRE_THROWS_WITH(b.dispatch(), "bad b");
         auto s = b.queue_stats("q");
-        CHECK(s.rejected == 1);
+        CHECK(s.dropped.rejected == 1);
         CHECK(s.acked == 1);
         CHECK(s.unacked == 0);
         CHECK(s.requeued == 0);
@@ -598,7 +598,7 @@ TEMPLATE_TEST_CASE("subscription: a throwing callback without an error handler",
         REQUIRE_THROWS_AS(b.dispatch(), callback_failure);
         auto s = b.queue_stats("q");
         CHECK(s.acked == 1);
-        CHECK(s.rejected == 0);
+        CHECK(s.dropped.rejected == 0);
         CHECK(b.message_count("q") == 2);
     }
     SECTION("manual, requeued before throwing: stays requeued") {
@@ -612,7 +612,7 @@ TEMPLATE_TEST_CASE("subscription: a throwing callback without an error handler",
             manual_options("c1"));
         REQUIRE_THROWS_AS(b.dispatch(), callback_failure);
         sub.release();
-        CHECK(b.queue_stats("q").rejected == 0);
+        CHECK(b.queue_stats("q").dropped.rejected == 0);
         CHECK(drain_marked(b, "q") == strings{"a*", "b", "c"});
     }
     SECTION("manual, moved out before throwing: not rejected, still unacked") {
@@ -625,7 +625,7 @@ TEMPLATE_TEST_CASE("subscription: a throwing callback without an error handler",
             },
             manual_options());
         REQUIRE_THROWS_AS(b.dispatch(), callback_failure);
-        CHECK(b.queue_stats("q").rejected == 0);
+        CHECK(b.queue_stats("q").dropped.rejected == 0);
         CHECK(b.queue_stats("q").unacked == 1);
         kept->ack();
         CHECK(b.queue_stats("q").acked == 1);
@@ -643,7 +643,7 @@ TEMPLATE_TEST_CASE("subscription: a throwing callback without an error handler",
         REQUIRE_THROWS_AS(b.dispatch(), callback_failure);
         CHECK(seen == strings{"a"});
         const auto s = b.queue_stats("q");
-        CHECK(s.rejected == 1);
+        CHECK(s.dropped.rejected == 1);
         CHECK(s.requeued == 0);
         CHECK(s.consumers == 0);
         CHECK(drain_marked(b, "q") == strings{"b", "c"});
@@ -688,7 +688,7 @@ TEMPLATE_TEST_CASE("subscription: a throwing callback with an error handler", "[
     REQUIRE_THROWS_WITH(std::rethrow_exception(errors[0].exception), "cannot handle bad1");
     REQUIRE_THROWS_AS(std::rethrow_exception(errors[1].exception), callback_failure);
     auto s = b.queue_stats("q");
-    CHECK(s.rejected == 2);
+    CHECK(s.dropped.rejected == 2);
     CHECK(s.acked == 1);
     CHECK(s.ready == 0);
     CHECK(s.unacked == 0);

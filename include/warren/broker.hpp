@@ -21,8 +21,11 @@
 #include <utility>
 #include <vector>
 
+#include "clock.hpp"
 #include "delivery.hpp"
+#include "detail/dead_letter.hpp"
 #include "detail/exchange_model.hpp"
+#include "detail/expiration.hpp"
 #include "detail/message_node.hpp"
 #include "detail/ref_ptr.hpp"
 #include "direct_exchange.hpp"
@@ -36,7 +39,9 @@
 #include "policy.hpp"
 #include "publisher.hpp"
 #include "queue.hpp"
+#include "queue_arguments.hpp"
 #include "routing_key.hpp"
+#include "stats.hpp"
 #include "subscription.hpp"
 #include "topic_exchange.hpp"
 
@@ -157,7 +162,7 @@ struct consumer_error {
 /// Callbacks may publish, subscribe, unsubscribe (their own subscription included),
 /// declare, bind and delete.
 template <message_type Message, threading_policy Policy>
-class basic_broker {
+class basic_broker : private basic_queue<Message, Policy>::host {
 public:
     using message_type = Message;
     using policy_type = Policy;
@@ -171,8 +176,12 @@ public:
     using return_handler = std::function<void(returned_message&)>;
 
     /// Makes a broker with the default exchange and amq.direct, amq.fanout, amq.topic,
-    /// amq.headers and amq.match declared, as RabbitMQ has them.
-    basic_broker();
+    /// amq.headers and amq.match declared, as RabbitMQ has them. Time (TTLs, x-expires)
+    /// comes from the steady clock.
+    basic_broker() : basic_broker(steady_clock::instance()) {}
+    /// Makes a broker whose time comes from `time`, e.g. a manual_clock, which must
+    /// outlive it.
+    explicit basic_broker(const clock& time);
     /// Deletes every queue (their consumers end) and exchange.
     ~basic_broker();
     basic_broker(const basic_broker&) = delete;
@@ -201,9 +210,9 @@ public:
     std::string declare_queue(std::string_view name = {}, const queue_options& options = {});
     /// Whether a queue of that name exists (a passive declare).
     [[nodiscard]] bool has_queue(std::string_view name) const;
-    /// Deletes a queue: its messages are dropped, its consumers end, its bindings go.
-    /// Returns the number of ready messages dropped. A queue that does not exist is not
-    /// an error, as in RabbitMQ.
+    /// Deletes a queue: its messages are dropped, its consumers end (their on_cancel runs),
+    /// its bindings go. Returns the number of ready messages dropped. A queue that does
+    /// not exist is not an error, as in RabbitMQ.
     std::size_t delete_queue(std::string_view name, const queue_delete_options& options = {});
     /// Drops a queue's ready messages and returns how many.
     std::size_t purge_queue(std::string_view name);
@@ -232,6 +241,12 @@ public:
     /// exchange routes counts as routed. Unknown exchange: not_found (404); internal
     /// exchange: access_refused (403); key over 255 bytes: precondition_failed.
     [[nodiscard]] std::size_t publish(std::string_view exchange, Message msg, publish_options options = {});
+    /// Publishes as publish() does and reports what a publisher in AMQP confirm mode
+    /// learns: ack, or nack when a queue refused the message at its length limit
+    /// (x-overflow reject-publish or reject-publish-dlx). A mandatory message that no queue
+    /// took has gone to the return handler before this returns, as basic.return comes
+    /// before basic.ack. Errors as for publish().
+    [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, Message msg, publish_options options = {});
     /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
     [[nodiscard]] publisher make_publisher(std::string_view exchange);
 
@@ -253,7 +268,16 @@ public:
 
     /// Runs consumer callbacks for up to `max_messages` ready messages; returns how many
     /// were delivered. See the class comment for the order and for throwing callbacks.
+    /// Applies time first (see expire()) when a queue can hold expiring messages or has
+    /// x-expires.
     std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max());
+
+    /// Applies the passage of time: removes the expired messages at the heads of queues
+    /// (dead-lettering them where the queue has a dead-letter exchange) and deletes the
+    /// queues unused for longer than their x-expires. RabbitMQ does this on timers; warren
+    /// does it here, in dispatch(), and for a queue whenever it is read (try_get,
+    /// message_count, queue_stats). Returns how many messages expired.
+    std::size_t expire();
 
     /// Routing keys each topic exchange remembers the route of, by default.
     static constexpr std::size_t default_routing_cache_capacity = 1024;
@@ -274,12 +298,30 @@ public:
 
     // -- observation ---------------------------------------------------------------------
 
-    /// Ready messages in `queue`. Unknown queue: not_found.
-    [[nodiscard]] std::size_t message_count(std::string_view queue) const { return find_queue_ref(queue)->message_count(); }
+    /// Ready messages in `queue`, after removing expired ones at its head. Unknown queue:
+    /// not_found.
+    [[nodiscard]] std::size_t message_count(std::string_view queue) const {
+        auto q = find_queue_ref(queue);
+        q->expire();
+        return q->message_count();
+    }
     /// Consumers of `queue`. Unknown queue: not_found.
     [[nodiscard]] std::size_t consumer_count(std::string_view queue) const { return find_queue_ref(queue)->consumer_count(); }
-    /// The counters of `queue`. Unknown queue: not_found.
-    [[nodiscard]] queue_counters queue_stats(std::string_view queue) const { return find_queue_ref(queue)->counters(); }
+    /// The counters of `queue`, after removing expired ones at its head. They are kept
+    /// under the queue's own lock, so reading them costs publishing nothing. Unknown queue:
+    /// not_found.
+    [[nodiscard]] queue_counters queue_stats(std::string_view queue) const {
+        auto q = find_queue_ref(queue);
+        q->expire();
+        return q->counters();
+    }
+    /// The counters of `exchange`. Unknown exchange: not_found.
+    [[nodiscard]] exchange_counters exchange_stats(std::string_view exchange) const;
+    /// Broker-wide counters: dead letters that found no way on.
+    [[nodiscard]] broker_counters stats() const {
+        return {dead_letters_without_exchange_.load(std::memory_order_relaxed),
+                dead_letter_cycles_.load(std::memory_order_relaxed)};
+    }
 
 private:
     friend publisher;
@@ -310,6 +352,11 @@ public:
         std::size_t binding_count = 0;
         std::unordered_map<std::string, std::vector<binding>> bindings; // by key
         std::vector<incoming_binding> incoming;                          // as a destination
+        // Counters; relaxed atomics under multi_threaded, plain integers otherwise.
+        typename Policy::template atomic<std::uint64_t> published{0};
+        typename Policy::template atomic<std::uint64_t> unroutable{0};
+        typename Policy::template atomic<std::uint64_t> returned{0};
+        typename Policy::template atomic<std::uint64_t> nacked{0};
     };
 
 private:
@@ -334,10 +381,25 @@ private:
     template <class T>
     using name_map = std::unordered_map<std::string, T, transparent_hash, std::equal_to<>>;
 
-    std::size_t publish_to(exchange_node& exchange, Message&& msg, publish_options options);
+    using dead_letters = typename queue_type::dead_letters;
+    /// A dead letter and the queue it comes from, waiting to be routed.
+    struct pending_dead_letter {
+        detail::ref_ptr<queue_type> from;
+        detail::ref_ptr<node_type> message;
+        death_reason reason;
+    };
+
+    confirmation publish_to(exchange_node& exchange, Message&& msg, publish_options options);
     /// Routes and enqueues; an unroutable message stays in `msg` for the caller to return.
-    std::size_t publish_locked(exchange_node& exchange, Message& msg);
-    std::size_t finish_publish(std::size_t routed, const std::string& exchange, Message& msg, publish_options options);
+    confirmation publish_locked(exchange_node& exchange, Message& msg);
+    confirmation finish_publish(confirmation outcome, exchange_node& exchange, Message& msg, publish_options options);
+    /// Pushes `node` into the queues in `targets`; dead letters this causes join `work`.
+    void enqueue(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
+                 confirmation& outcome, std::vector<pending_dead_letter>& work, const field_table* cycle_check);
+    /// Routes dead letters (and those they cause in turn) through their dead-letter
+    /// exchanges. Topology lock held (shared).
+    void route_dead_letters(std::vector<pending_dead_letter>& work);
+    void dead_letter(queue_type& from, dead_letters& letters) override;
     void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
     void delete_auto_delete_queue(queue_type& queue) noexcept;
     bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
@@ -349,7 +411,8 @@ private:
     void drop_incoming(destination target);
     void drop_outgoing(exchange_node& exchange);
     void delete_exchange_locked(exchange_node& exchange);
-    void delete_queue_locked(std::uint32_t index);
+    /// Returns the on_cancel notifications of the consumers it ended.
+    [[nodiscard]] std::vector<std::function<void()>> delete_queue_locked(std::uint32_t index);
     void maybe_auto_delete(exchange_node& exchange);
     void rebuild_queue_list();
 
@@ -362,6 +425,7 @@ private:
     template <class T>
     static std::uint32_t take_slot(std::vector<T>& slots, std::vector<std::uint32_t>& free_list);
 
+    const clock* clock_;
     mutable typename Policy::shared_mutex topology_;
     std::map<std::string, exchange_factory, std::less<>> exchange_types_;
     name_map<std::uint32_t> exchange_by_name_;
@@ -378,6 +442,11 @@ private:
     std::size_t routing_cache_capacity_ = Policy::thread_safe ? 0 : default_routing_cache_capacity;
     typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
     typename Policy::template atomic<std::size_t> dispatch_cursor_{0}; // where the next round starts
+    // dispatch() applies time only when something can expire.
+    typename Policy::template atomic<std::size_t> timed_queues_{0}; // with x-message-ttl or x-expires
+    typename Policy::template atomic<bool> expiring_messages_{false}; // one with an expiration was published
+    typename Policy::template atomic<std::uint64_t> dead_letters_without_exchange_{0};
+    typename Policy::template atomic<std::uint64_t> dead_letter_cycles_{0};
     std::uint64_t name_counter_ = 0;
     std::uint64_t name_seed_;
 };
@@ -386,8 +455,8 @@ private:
 // construction
 
 template <message_type Message, threading_policy Policy>
-basic_broker<Message, Policy>::basic_broker()
-    : dispatch_list_(detail::make_ref<queue_list>()), name_seed_(std::random_device{}()) {
+basic_broker<Message, Policy>::basic_broker(const clock& time)
+    : clock_(&time), dispatch_list_(detail::make_ref<queue_list>()), name_seed_(std::random_device{}()) {
     register_exchange_type<direct_exchange>();
     register_exchange_type<fanout_exchange>();
     register_exchange_type<topic_exchange>();
@@ -407,7 +476,7 @@ basic_broker<Message, Policy>::~basic_broker() {
     // Closed queues refuse pushes and gets, so subscriptions and deliveries that outlive
     // the broker stay harmless.
     for (auto& slot : queues_) {
-        if (slot.queue) slot.queue->close();
+        if (slot.queue) (void)slot.queue->close(); // no basic.cancel: the broker itself goes away
     }
     for (auto& exchange : exchanges_) {
         if (exchange) exchange->deleted = true;
@@ -587,13 +656,12 @@ template <message_type Message, threading_policy Policy>
 std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, const queue_options& options) {
     detail::check_length(name, "queue name");
     detail::validate_table(options.arguments, "queue arguments");
-    // Arguments whose behaviour is not built yet are refused, not silently ignored.
-    static constexpr std::string_view unsupported[] = {
-        "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-overflow",
-        "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-single-active-consumer"};
-    for (std::string_view arg : unsupported) {
-        if (options.arguments.contains(arg)) {
-            detail::raise(reply_code::not_implemented, "queue argument " + detail::quoted(arg) + " is not supported yet");
+    const queue_arguments parsed = queue_arguments::parse(options.arguments, name);
+    if constexpr (!std::is_copy_constructible_v<Message>) {
+        // A dead letter is a changed copy of the message (new headers and key).
+        if (parsed.dead_letter_exchange) {
+            detail::raise(reply_code::not_implemented,
+                          "x-dead-letter-exchange needs a copyable message type (queue " + detail::quoted(name) + ")");
         }
     }
     unique_lock lock(topology_);
@@ -612,6 +680,7 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
             check("auto_delete", options.auto_delete, current.auto_delete);
             detail::check_equivalent_arguments(options.arguments, current.arguments, detail::queue_equivalence_keys,
                                                "queue " + detail::quoted(name));
+            queues_[it->second].queue->touch(); // a redeclare is a use, for x-expires
             return std::string(name);
         }
         if (name.starts_with("amq.")) {
@@ -622,7 +691,8 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
     std::string actual(name);
     while (actual.empty() || queue_by_name_.contains(actual)) actual = generate_name("amq.gen-", 2 * ++name_counter_);
     const std::uint32_t index = take_slot(queues_, free_queues_);
-    queues_[index].queue = detail::make_ref<queue_type>(actual, options);
+    queues_[index].queue = detail::make_ref<queue_type>(actual, options, *clock_, static_cast<typename queue_type::host*>(this));
+    if (parsed.message_ttl || parsed.expires) timed_queues_.fetch_add(1, std::memory_order_relaxed);
     queue_by_name_.emplace(actual, index);
     declared_order_.push_back(queues_[index].queue);
     rebuild_queue_list();
@@ -661,20 +731,24 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
         detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " not empty");
     }
     const std::size_t dropped = queue.message_count();
-    delete_queue_locked(it->second);
+    auto notifications = delete_queue_locked(it->second);
+    lock.unlock();
+    for (auto& notify : notifications) notify(); // AMQP's basic.cancel, outside the lock
     return dropped;
 }
 
 template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::delete_queue_locked(std::uint32_t index) {
+std::vector<std::function<void()>> basic_broker<Message, Policy>::delete_queue_locked(std::uint32_t index) {
     detail::ref_ptr<queue_type> queue = std::move(queues_[index].queue);
+    const queue_arguments& args = queue->arguments();
+    if (args.message_ttl || args.expires) timed_queues_.fetch_sub(1, std::memory_order_relaxed);
     drop_incoming(destination(destination::kind::queue, index));
     queues_[index] = queue_slot{};
     free_queues_.push_back(index);
     queue_by_name_.erase(queue_by_name_.find(std::string_view(queue->name())));
     declared_order_.erase(std::find(declared_order_.begin(), declared_order_.end(), queue));
     rebuild_queue_list();
-    queue->close();
+    return queue->close();
 }
 
 template <message_type Message, threading_policy Policy>
@@ -868,41 +942,50 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::publish(std::string_view exchange, Message msg, publish_options options) {
+    return publish_confirmed(exchange, std::move(msg), options).routed;
+}
+
+template <message_type Message, threading_policy Policy>
+confirmation basic_broker<Message, Policy>::publish_confirmed(std::string_view exchange, Message msg,
+                                                             publish_options options) {
     detail::ref_ptr<exchange_node> node;
-    std::size_t routed;
+    confirmation outcome;
     {
         shared_lock lock(topology_);
         node = exchanges_[find_exchange(exchange).index];
-        routed = publish_locked(*node, msg);
+        outcome = publish_locked(*node, msg);
     }
-    return finish_publish(routed, node->name, msg, options);
+    return finish_publish(outcome, *node, msg, options);
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message&& msg, publish_options options) {
-    std::size_t routed;
+confirmation basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message&& msg, publish_options options) {
+    confirmation outcome;
     {
         shared_lock lock(topology_);
         if (exchange.deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange.name));
-        routed = publish_locked(exchange, msg);
+        outcome = publish_locked(exchange, msg);
     }
-    return finish_publish(routed, exchange.name, msg, options);
+    return finish_publish(outcome, exchange, msg, options);
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::finish_publish(std::size_t routed, const std::string& exchange, Message& msg,
-                                                          publish_options options) {
-    if (routed > 0 || !options.mandatory) return routed;
+confirmation basic_broker<Message, Policy>::finish_publish(confirmation outcome, exchange_node& exchange, Message& msg,
+                                                           publish_options options) {
+    // A message some queue refused was routed: it is nacked, never returned.
+    if (outcome.routed > 0 || outcome.refused > 0 || !options.mandatory) return outcome;
     return_handler handler;
     {
         shared_lock lock(topology_);
         handler = return_handler_;
     }
+    exchange.returned.fetch_add(1, std::memory_order_relaxed);
+    outcome.returned = true;
     if (handler) {
-        returned_message returned{reply_code::no_route, "NO_ROUTE", exchange, std::move(msg)};
+        returned_message returned{reply_code::no_route, "NO_ROUTE", exchange.name, std::move(msg)};
         handler(returned);
     }
-    return 0;
+    return outcome;
 }
 
 template <message_type Message, threading_policy Policy>
@@ -922,23 +1005,153 @@ void basic_broker<Message, Policy>::set_return_handler(return_handler handler) {
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message& msg) {
+confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message& msg) {
     detail::check_length(msg.routing_key, "routing key");
     detail::validate_table(msg.properties.headers, "message headers");
     if (exchange.options.internal) {
         detail::raise(reply_code::access_refused,
                       "cannot publish to internal exchange " + detail::quoted(exchange.name));
     }
+    std::optional<std::chrono::milliseconds> ttl; // RabbitMQ checks it before routing
+    if (msg.properties.expiration) {
+        ttl = detail::parse_expiration(*msg.properties.expiration);
+        if (!expiring_messages_.load(std::memory_order_relaxed)) expiring_messages_.store(true, std::memory_order_relaxed);
+    }
+    exchange.published.fetch_add(1, std::memory_order_relaxed);
     thread_local std::vector<destination> targets;
     route(exchange, routing_view{msg.routing_key, msg.properties}, targets);
-    if (targets.empty()) return 0;
-    // One immutable node, shared by every queue that gets the message.
-    auto node = detail::make_ref<node_type>(std::move(msg), exchange.name);
-    std::size_t delivered = 0;
-    for (const destination d : targets) {
-        if (queues_[d.index()].queue->push(node)) ++delivered;
+    confirmation outcome;
+    if (targets.empty()) {
+        exchange.unroutable.fetch_add(1, std::memory_order_relaxed);
+        return outcome;
     }
-    return delivered;
+    // One immutable node, shared by every queue that gets the message.
+    auto node = detail::make_ref<node_type>(std::move(msg), exchange.name, ttl);
+    thread_local std::vector<pending_dead_letter> work;
+    work.clear();
+    enqueue(node, targets, outcome, work, nullptr);
+    if (outcome.refused > 0) {
+        outcome.ack = false;
+        exchange.nacked.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!work.empty()) route_dead_letters(work);
+    return outcome;
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::enqueue(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
+                                            confirmation& outcome, std::vector<pending_dead_letter>& work,
+                                            const field_table* cycle_check) {
+    thread_local dead_letters dead;
+    for (const destination d : targets) {
+        const detail::ref_ptr<queue_type>& queue = queues_[d.index()].queue;
+        if (cycle_check != nullptr && detail::is_dead_letter_cycle(*cycle_check, queue->name())) {
+            // A fully automatic dead-letter cycle: RabbitMQ drops the message for this queue.
+            dead_letter_cycles_.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        dead.clear();
+        switch (queue->push(node, dead)) {
+        case queue_type::push_result::accepted: ++outcome.routed; break;
+        case queue_type::push_result::refused: ++outcome.refused; break;
+        case queue_type::push_result::closed: break;
+        }
+        for (auto& letter : dead) work.push_back(pending_dead_letter{queue, std::move(letter.message), letter.reason});
+    }
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_letter>& work) {
+    if constexpr (std::is_copy_constructible_v<Message>) {
+        std::vector<destination> targets;
+        // In order, so dead letters reach their queues in the order they died; routing one
+        // may add more (a full queue dropping its head), which join the end.
+        for (std::size_t i = 0; i < work.size(); ++i) {
+            pending_dead_letter letter = std::move(work[i]);
+            const queue_arguments& args = letter.from->arguments();
+            auto found = exchange_by_name_.find(std::string_view(*args.dead_letter_exchange));
+            if (found == exchange_by_name_.end()) {
+                dead_letters_without_exchange_.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            exchange_node& dlx = *exchanges_[found->second];
+            // rabbit_dead_letter:make_msg: x-death, the dead-letter routing key, no expiration.
+            const Message& original = letter.message->message;
+            Message copy = original;
+            detail::record_death(copy.properties.headers,
+                                 {letter.reason, letter.from->name(), letter.message->exchange, original.routing_key,
+                                  clock_->unix_seconds(), original.properties.expiration});
+            copy.properties.expiration.reset();
+            if (args.dead_letter_routing_key) {
+                copy.routing_key = *args.dead_letter_routing_key;
+                copy.properties.headers.erase("CC");
+            }
+            dlx.published.fetch_add(1, std::memory_order_relaxed);
+            route(dlx, routing_view{copy.routing_key, copy.properties}, targets);
+            if (targets.empty()) {
+                dlx.unroutable.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            auto node = detail::make_ref<node_type>(std::move(copy), dlx.name);
+            confirmation ignored;
+            enqueue(node, targets, ignored, work, &node->message.properties.headers);
+        }
+    } else {
+        (void)work; // declare_queue refuses dead-letter exchanges for move-only messages
+    }
+    work.clear();
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::dead_letter(queue_type& from, dead_letters& letters) {
+    std::vector<pending_dead_letter> work;
+    work.reserve(letters.size());
+    for (auto& letter : letters) {
+        work.push_back(pending_dead_letter{detail::ref_ptr<queue_type>(&from), std::move(letter.message), letter.reason});
+    }
+    letters.clear();
+    shared_lock lock(topology_);
+    route_dead_letters(work);
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::exchange_stats(std::string_view name) const -> exchange_counters {
+    shared_lock lock(topology_);
+    const exchange_node& x = find_exchange(name);
+    exchange_counters c;
+    c.published = x.published.load(std::memory_order_relaxed);
+    c.unroutable = x.unroutable.load(std::memory_order_relaxed);
+    c.routed = c.published - c.unroutable;
+    c.returned = x.returned.load(std::memory_order_relaxed);
+    c.nacked = x.nacked.load(std::memory_order_relaxed);
+    return c;
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::expire() {
+    detail::ref_ptr<queue_list> list;
+    {
+        shared_lock lock(topology_);
+        list = dispatch_list_;
+    }
+    std::size_t expired = 0;
+    bool unused = false;
+    const clock::time_point now = clock_->now();
+    for (const auto& queue : list->queues) {
+        if (queue->may_expire()) expired += queue->expire();
+        unused = unused || queue->unused_too_long(now);
+    }
+    if (unused) { // x-expires: delete the queues unused for too long
+        unique_lock lock(topology_);
+        for (const auto& queue : list->queues) {
+            if (!queue->unused_too_long(now)) continue;
+            if (auto it = queue_by_name_.find(std::string_view(queue->name()));
+                it != queue_by_name_.end() && queues_[it->second].queue == queue) {
+                (void)delete_queue_locked(it->second); // unused: it has no consumers
+            }
+        }
+    }
+    return expired;
 }
 
 template <message_type Message, threading_policy Policy>
@@ -983,7 +1196,7 @@ void basic_broker<Message, Policy>::delete_auto_delete_queue(queue_type& queue) 
     unique_lock lock(topology_);
     if (auto it = queue_by_name_.find(std::string_view(queue.name()));
         it != queue_by_name_.end() && queues_[it->second].queue.get() == &queue) {
-        delete_queue_locked(it->second);
+        (void)delete_queue_locked(it->second); // it has no consumers left to notify
     }
 }
 
@@ -1019,6 +1232,9 @@ bool basic_broker<Message, Policy>::run_callback(typename queue_type::pending_ca
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::dispatch(std::size_t max_messages) {
+    if (timed_queues_.load(std::memory_order_relaxed) > 0 || expiring_messages_.load(std::memory_order_relaxed)) {
+        expire(); // what RabbitMQ's timers would have done by now
+    }
     detail::ref_ptr<queue_list> list;
     {
         shared_lock lock(topology_);

@@ -27,6 +27,19 @@ struct publish_options {
     bool mandatory = false;
 };
 
+/// What a publish came to, as a publisher in AMQP confirm mode learns it.
+struct confirmation {
+    /// basic.ack (true) or basic.nack (false): nack when a queue refused the message at its
+    /// length limit (x-overflow reject-publish or reject-publish-dlx).
+    bool ack = true;
+    /// Queues that accepted the message.
+    std::size_t routed = 0;
+    /// Queues that refused it at their length limit.
+    std::size_t refused = 0;
+    /// Mandatory and routed to no queue: handed to the return handler (before the ack).
+    bool returned = false;
+};
+
 template <class Broker>
 class basic_publisher {
 public:
@@ -37,6 +50,10 @@ public:
     /// Routes `msg` and returns how many queues got it (0: unroutable; with
     /// `options.mandatory` it then goes to the broker's return handler).
     [[nodiscard]] std::size_t publish(message_type msg, publish_options options = {}) const {
+        return broker_->publish_to(*exchange_, std::move(msg), options).routed;
+    }
+    /// Publishes and reports the confirm: see basic_broker::publish_confirmed.
+    [[nodiscard]] confirmation publish_confirmed(message_type msg, publish_options options = {}) const {
         return broker_->publish_to(*exchange_, std::move(msg), options);
     }
 

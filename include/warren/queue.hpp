@@ -1,6 +1,7 @@
 #pragma once
 /// @file queue.hpp
-/// basic_queue: FIFO storage, consumers, round robin, prefetch and acknowledgements.
+/// basic_queue: ready messages (by priority), consumers, prefetch, acknowledgements, TTL,
+/// length limits and dead letters.
 
 #include <algorithm>
 #include <chrono>
@@ -10,19 +11,23 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "clock.hpp"
 #include "delivery.hpp"
+#include "detail/dead_letter.hpp"
 #include "detail/message_node.hpp"
 #include "detail/ref_ptr.hpp"
 #include "detail/ring.hpp"
 #include "error.hpp"
 #include "field_table.hpp"
 #include "policy.hpp"
+#include "queue_arguments.hpp"
+#include "stats.hpp"
 
 namespace warren {
 
@@ -35,9 +40,10 @@ struct queue_options {
     bool exclusive = false;
     /// Deleted when its last consumer goes away, once it has had one.
     bool auto_delete = false;
-    /// `x-` arguments. Those whose behaviour warren does not implement yet are refused
-    /// with not_implemented (540) rather than silently ignored; unknown ones are kept, as
-    /// RabbitMQ keeps them.
+    /// RabbitMQ's `x-` arguments (see queue_arguments and docs/semantics.md):
+    /// x-message-ttl, x-expires, x-max-length, x-max-length-bytes, x-overflow,
+    /// x-dead-letter-exchange, x-dead-letter-routing-key, x-max-priority,
+    /// x-single-active-consumer. Others (x-queue-type, ...) are kept and have no effect.
     field_table arguments{};
 
     friend bool operator==(const queue_options&, const queue_options&) = default;
@@ -53,29 +59,28 @@ struct consumer_options {
     std::uint16_t prefetch = 0;
     /// The only consumer of its queue while it lasts.
     bool exclusive = false;
-};
-
-/// Counters of one queue. Read them with basic_broker::queue_stats().
-struct queue_counters {
-    std::uint64_t enqueued = 0;     ///< messages routed into the queue
-    std::uint64_t delivered = 0;    ///< handed to a consumer or a get, redeliveries included
-    std::uint64_t acked = 0;        ///< acknowledged (automatic deliveries count on delivery)
-    std::uint64_t requeued = 0;     ///< returned to the queue by nack, reject or cancel
-    std::uint64_t rejected = 0;     ///< rejected or nacked without requeue, and so dropped
-    std::uint64_t purged = 0;       ///< removed by purge or deletion
-    std::size_t ready = 0;          ///< waiting to be delivered
-    std::size_t unacked = 0;        ///< delivered, not yet settled
-    std::size_t consumers = 0;      ///< current consumers
+    /// RabbitMQ's consumer priority (`x-priority`): a queue serves its highest-priority
+    /// consumers that can take a message, round robin among equals.
+    std::int32_t priority = 0;
+    /// Run when the broker ends the subscription because its queue was deleted (AMQP's
+    /// basic.cancel from the server), after the broker's locks are released.
+    std::function<void()> on_cancel{};
 };
 
 /// A queue: ready messages in order, the consumers that take them, and the deliveries not
 /// yet settled. Applications reach queues through basic_broker; this class is the
 /// storage and consumer logic behind it.
 ///
-/// Order: messages leave in the order they arrived; a requeued message goes back to its
-/// original position (as in RabbitMQ's classic queues). Consumers form a rotation as in
-/// RabbitMQ: the one served moves to the back, a new one joins at the back, and one at its
-/// prefetch limit sits out until an ack frees it, then rejoins at the back.
+/// Order: messages leave in the order they arrived, higher priorities first when the queue
+/// has x-max-priority; a requeued message goes back to its original position (as in
+/// RabbitMQ's classic queues). Consumers form a rotation as in RabbitMQ: the one served
+/// moves to the back, a new one joins at the back, and one at its prefetch limit sits out
+/// until an ack frees it, then rejoins at the back. Higher consumer priorities go first;
+/// with x-single-active-consumer only the earliest remaining consumer receives.
+///
+/// Messages the queue lets go of other than by delivery (expired, over the length limit,
+/// rejected) are dead letters: they go to the queue's host (the broker), which routes them
+/// to the dead-letter exchange, or they are dropped and counted.
 ///
 /// Thread safety: every member is thread-safe under multi_threaded (one mutex per queue);
 /// owner thread only under single_threaded.
@@ -85,12 +90,13 @@ public:
     using delivery_type = basic_delivery<Message, Policy>;
     using callback_type = std::function<void(delivery_type&)>;
     using node_type = detail::message_node<Message, Policy>;
+    using time_point = clock::time_point;
 
     /// A consumer: its options, its callback and its bookkeeping.
     struct consumer : detail::ref_counted<Policy> {
         consumer(std::uint64_t consumer_id, consumer_options opts, callback_type fn)
             : id(consumer_id), options(std::move(opts)), callback(std::move(fn)) {}
-        std::uint64_t id;
+        std::uint64_t id; // ascending in subscription order
         consumer_options options;
         callback_type callback;
         std::uint32_t unacked = 0;
@@ -107,18 +113,45 @@ public:
         delivery_type delivery;
     };
 
-    basic_queue(std::string name, queue_options options)
-        : name_(std::move(name)), options_(std::move(options)) {}
+    /// A message the queue let go of, on its way to the dead-letter exchange.
+    struct dead_letter {
+        detail::ref_ptr<node_type> message;
+        death_reason reason;
+    };
+    using dead_letters = std::vector<dead_letter>;
+
+    /// Who takes the queue's dead letters: the broker. Called with no queue lock held.
+    class host {
+    public:
+        virtual void dead_letter(basic_queue& from, dead_letters& letters) = 0;
+
+    protected:
+        ~host() = default;
+    };
+
+    /// What became of a pushed message.
+    enum class push_result : std::uint8_t { accepted, refused, closed };
+
+    /// A queue named `name`; `options.arguments` must already be valid (see
+    /// queue_arguments::parse). Time comes from `time`; dead letters go to `owner`.
+    basic_queue(std::string name, queue_options options, const clock& time, host* owner)
+        : name_(std::move(name)), options_(std::move(options)),
+          arguments_(queue_arguments::parse(options_.arguments, name_)), clock_(&time), host_(owner),
+          levels_(std::size_t{arguments_.max_priority} + 1) {
+        if (arguments_.expires) last_used_ = clock_->now();
+    }
 
     /// Its name. Thread-safe (never changes).
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     /// Its declared options. Thread-safe (never change).
     [[nodiscard]] const queue_options& options() const noexcept { return options_; }
+    /// Its parsed arguments. Thread-safe (never change).
+    [[nodiscard]] const queue_arguments& arguments() const noexcept { return arguments_; }
 
-    /// Messages ready for delivery.
+    /// Messages ready for delivery (expired ones not yet removed included; see expire()).
     [[nodiscard]] std::size_t message_count() const {
         std::lock_guard lock(mutex_);
-        return ready_.size();
+        return ready_count_;
     }
     /// Current consumers.
     [[nodiscard]] std::size_t consumer_count() const {
@@ -129,8 +162,9 @@ public:
     [[nodiscard]] queue_counters counters() const {
         std::lock_guard lock(mutex_);
         queue_counters c = counters_;
-        c.ready = ready_.size();
+        c.ready = ready_count_;
         c.unacked = unacked_count_;
+        c.ready_bytes = ready_bytes_;
         c.consumers = consumers_.size();
         return c;
     }
@@ -139,9 +173,27 @@ public:
         std::lock_guard lock(mutex_);
         return closed_;
     }
+    /// Whether the tag belongs to the consumer that receives under single-active-consumer
+    /// (always true without it).
+    [[nodiscard]] bool is_active_consumer(std::uint64_t consumer_id) const {
+        std::lock_guard lock(mutex_);
+        if (!arguments_.single_active_consumer) return true;
+        const consumer* active = single_active();
+        return active != nullptr && active->id == consumer_id;
+    }
+    /// A copy of the consumers' ids and options, in rotation order.
+    [[nodiscard]] std::vector<std::pair<std::uint64_t, consumer_options>> consumer_list() const {
+        std::lock_guard lock(mutex_);
+        std::vector<std::pair<std::uint64_t, consumer_options>> out;
+        for (const auto& c : consumers_) {
+            if (!c->cancelled) out.emplace_back(c->id, c->options);
+        }
+        return out;
+    }
 
-    /// Appends a message; false if the queue was deleted meanwhile.
-    bool push(const detail::ref_ptr<node_type>& msg);
+    /// Appends a message, applying the length limit. Dead letters it causes (drop-head,
+    /// reject-publish-dlx, expired heads) are appended to `dead` for the caller to route.
+    push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead);
 
     /// Takes the next ready message, as AMQP basic.get does.
     [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode);
@@ -176,16 +228,38 @@ public:
     /// ignores settlements, as RabbitMQ does.
     void settle(std::uint64_t tag, bool multiple, bool ack, bool requeue);
 
+    /// Removes the expired messages at the head (of each priority), as RabbitMQ does:
+    /// a message whose TTL passed behind one that has not waits until it reaches the head.
+    /// Returns how many expired.
+    std::size_t expire();
+    /// Whether it can hold expiring messages (x-message-ttl, or one with an expiration).
+    [[nodiscard]] bool may_expire() const {
+        std::lock_guard lock(mutex_);
+        return may_expire_;
+    }
+    /// Whether x-expires has passed since it was last used (declared, consumed from, got
+    /// from) while it had no consumers.
+    [[nodiscard]] bool unused_too_long(time_point now) const {
+        std::lock_guard lock(mutex_);
+        return arguments_.expires && consumers_.empty() && now - last_used_ >= *arguments_.expires;
+    }
+    /// Counts as a use for x-expires (a redeclare).
+    void touch() {
+        std::lock_guard lock(mutex_);
+        if (arguments_.expires) last_used_ = clock_->now();
+    }
+
     /// Drops every ready message; returns how many.
     std::size_t purge();
-    /// Deletes the queue: drops its messages, ends its consumers. Returns the number of
-    /// ready messages dropped.
-    std::size_t close();
+    /// Deletes the queue: drops its messages, ends its consumers. Returns the on_cancel
+    /// notifications of the consumers it ended, for the caller to run unlocked.
+    std::vector<std::function<void()>> close();
 
 private:
     struct ready_entry {
         detail::ref_ptr<node_type> message;
         std::uint64_t sequence; // arrival order, kept across requeues
+        time_point expires;     // time_point::max() when it never expires
         bool redelivered;
     };
     struct unacked_entry {
@@ -194,12 +268,39 @@ private:
         ready_entry entry;   // entry.message is empty once settled
     };
 
+    [[nodiscard]] std::size_t level_of(const node_type& msg) const noexcept {
+        const std::uint8_t p = msg.message.properties.priority.value_or(0);
+        return std::min<std::size_t>(p, arguments_.max_priority);
+    }
+    [[nodiscard]] std::size_t head_level() const noexcept {
+        for (std::size_t level = levels_.size(); level-- > 0;) {
+            if (!levels_[level].empty()) return level;
+        }
+        return 0;
+    }
+    [[nodiscard]] time_point expiry_of(const node_type& msg) const noexcept;
+    [[nodiscard]] bool over_limit() const noexcept {
+        return (arguments_.max_length && ready_count_ > *arguments_.max_length) ||
+               (arguments_.max_length_bytes && ready_bytes_ > *arguments_.max_length_bytes);
+    }
+    ready_entry take_from(std::size_t level);
+    ready_entry take_head() { return take_from(head_level()); }
+    void let_go(detail::ref_ptr<node_type> msg, death_reason reason, dead_letters& dead);
+    void drop_head_while_over_limit(dead_letters& dead);
+    void expire_heads(dead_letters& dead);
+    void hand_over(dead_letters& dead) {
+        if (!dead.empty() && host_ != nullptr) host_->dead_letter(*this, dead);
+    }
+
     [[nodiscard]] delivery_type hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
                                          const std::string& consumer_tag);
     [[nodiscard]] consumer* find_consumer(std::uint64_t id) noexcept;
+    [[nodiscard]] const consumer* single_active() const noexcept;
+    [[nodiscard]] bool can_take(consumer& c) noexcept;
+    [[nodiscard]] std::size_t pick_consumer() noexcept;
     void unblock(consumer& c);
     void requeue(ready_entry&& entry);
-    void release_unacked(std::size_t index, bool ack, bool requeue);
+    void release_unacked(std::size_t index, bool ack, bool requeue, dead_letters& dead);
     void drop_settled_front();
     [[nodiscard]] std::size_t find_unacked(std::uint64_t tag) const noexcept;
     void notify_one() {
@@ -213,31 +314,126 @@ private:
 
     const std::string name_;
     const queue_options options_;
+    const queue_arguments arguments_;
+    const clock* clock_;
+    host* host_;
     mutable typename Policy::mutex mutex_;
     [[no_unique_address]] condition available_; // a message arrived (try_get_for)
     [[no_unique_address]] condition idle_;      // a callback returned (cancel)
     std::size_t waiters_ = 0;
-    detail::ring<ready_entry> ready_;
+    std::vector<detail::ring<ready_entry>> levels_; // by priority; one level without x-max-priority
+    std::size_t ready_count_ = 0;
+    std::size_t ready_bytes_ = 0;
     detail::ring<unacked_entry> unacked_; // ascending tags
     std::size_t unacked_count_ = 0;
     std::vector<detail::ref_ptr<consumer>> consumers_;
     std::uint64_t next_sequence_ = 0;
     std::uint64_t last_tag_ = 0;
     queue_counters counters_;
+    time_point last_used_{};
+    bool may_expire_ = false;
     bool closed_ = false;
 };
 
 // ---------------------------------------------------------------------------------------
+// storage, limits and expiry
 
 template <class Message, threading_policy Policy>
-bool basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg) {
-    std::lock_guard lock(mutex_);
-    if (closed_) return false;
-    ready_.push_back(ready_entry{msg, next_sequence_++, false});
-    ++counters_.enqueued;
-    notify_one();
-    return true;
+auto basic_queue<Message, Policy>::expiry_of(const node_type& msg) const noexcept -> time_point {
+    // The smaller of the queue's and the message's TTL wins, as in RabbitMQ.
+    std::optional<std::chrono::milliseconds> ttl = arguments_.message_ttl;
+    if (msg.ttl && (!ttl || *msg.ttl < *ttl)) ttl = msg.ttl;
+    if (!ttl) return time_point::max();
+    const time_point now = clock_->now();
+    const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(time_point::max() - now);
+    if (*ttl >= room) return time_point::max();
+    return now + *ttl;
 }
+
+template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::take_from(std::size_t level) -> ready_entry {
+    ready_entry entry = levels_[level].pop_front();
+    --ready_count_;
+    ready_bytes_ -= entry.message->body_bytes;
+    return entry;
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::let_go(detail::ref_ptr<node_type> msg, death_reason reason, dead_letters& dead) {
+    const bool dead_lettered = arguments_.dead_letter_exchange.has_value();
+    death_counts& counts = dead_lettered ? counters_.dead_lettered : counters_.dropped;
+    switch (reason) {
+    case death_reason::expired: ++counts.expired; break;
+    case death_reason::maxlen: ++counts.maxlen; break;
+    case death_reason::rejected: ++counts.rejected; break;
+    }
+    if (dead_lettered) dead.push_back(dead_letter{std::move(msg), reason});
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::drop_head_while_over_limit(dead_letters& dead) {
+    // Only drop-head drops: the reject modes refuse at the door instead.
+    if (arguments_.overflow != overflow_mode::drop_head) return;
+    while (ready_count_ > 0 && over_limit()) let_go(take_head().message, death_reason::maxlen, dead);
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::expire_heads(dead_letters& dead) {
+    if (!may_expire_ || ready_count_ == 0) return;
+    const time_point now = clock_->now();
+    for (std::size_t level = levels_.size(); level-- > 0;) {
+        auto& ready = levels_[level];
+        while (!ready.empty() && ready.front().expires <= now) {
+            let_go(take_from(level).message, death_reason::expired, dead);
+        }
+    }
+}
+
+template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, dead_letters& dead) -> push_result {
+    std::lock_guard lock(mutex_);
+    if (closed_) return push_result::closed;
+    expire_heads(dead); // what RabbitMQ's TTL timer would have removed by now
+    if (arguments_.limited() && arguments_.overflow != overflow_mode::drop_head) {
+        // reject-publish: refuse a message that would take the queue over its limit.
+        const bool too_long = arguments_.max_length && ready_count_ + 1 > *arguments_.max_length;
+        const bool too_big = arguments_.max_length_bytes && ready_bytes_ + msg->body_bytes > *arguments_.max_length_bytes;
+        if (too_long || too_big) {
+            ++counters_.refused;
+            if (arguments_.overflow == overflow_mode::reject_publish_dlx && arguments_.dead_letter_exchange) {
+                dead.push_back(dead_letter{msg, death_reason::maxlen});
+            }
+            return push_result::refused;
+        }
+    }
+    const time_point expires = expiry_of(*msg);
+    if (expires != time_point::max()) may_expire_ = true;
+    levels_[level_of(*msg)].push_back(ready_entry{msg, next_sequence_++, expires, false});
+    ++ready_count_;
+    ready_bytes_ += msg->body_bytes;
+    ++counters_.enqueued;
+    drop_head_while_over_limit(dead);
+    notify_one();
+    return push_result::accepted;
+}
+
+template <class Message, threading_policy Policy>
+std::size_t basic_queue<Message, Policy>::expire() {
+    dead_letters dead;
+    std::size_t expired;
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_) return 0;
+        const std::uint64_t before = counters_.dead_lettered.expired + counters_.dropped.expired;
+        expire_heads(dead);
+        expired = static_cast<std::size_t>(counters_.dead_lettered.expired + counters_.dropped.expired - before);
+    }
+    hand_over(dead);
+    return expired;
+}
+
+// ---------------------------------------------------------------------------------------
+// delivery
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
@@ -245,6 +441,7 @@ auto basic_queue<Message, Policy>::hand_out(ready_entry&& entry, std::uint64_t o
     const std::uint64_t tag = ++last_tag_;
     ++counters_.delivered;
     const bool redelivered = entry.redelivered;
+    if (redelivered) ++counters_.redelivered;
     if (manual) {
         detail::ref_ptr<node_type> shared = entry.message;
         unacked_.push_back(unacked_entry{tag, owner, std::move(entry)});
@@ -257,9 +454,17 @@ auto basic_queue<Message, Policy>::hand_out(ready_entry&& entry, std::uint64_t o
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::try_get(ack_mode mode) -> std::optional<delivery_type> {
-    std::lock_guard lock(mutex_);
-    if (closed_ || ready_.empty()) return std::nullopt;
-    return hand_out(ready_.pop_front(), 0, mode == ack_mode::manual, std::string());
+    dead_letters dead;
+    std::optional<delivery_type> got;
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_) return std::nullopt;
+        if (arguments_.expires) last_used_ = clock_->now();
+        expire_heads(dead);
+        if (ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, std::string()));
+    }
+    hand_over(dead);
+    return got;
 }
 
 template <class Message, threading_policy Policy>
@@ -268,13 +473,32 @@ template <class Rep, class Period>
 auto basic_queue<Message, Policy>::try_get_for(std::chrono::duration<Rep, Period> timeout, ack_mode mode)
     -> std::optional<delivery_type> {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::unique_lock lock(mutex_);
-    ++waiters_;
-    const bool ready = available_.wait_until(lock, deadline, [&] { return closed_ || !ready_.empty(); });
-    --waiters_;
-    if (!ready || closed_) return std::nullopt;
-    return hand_out(ready_.pop_front(), 0, mode == ack_mode::manual, std::string());
+    dead_letters dead;
+    std::optional<delivery_type> got;
+    {
+        std::unique_lock lock(mutex_);
+        if (arguments_.expires) last_used_ = clock_->now();
+        ++waiters_;
+        while (!closed_) {
+            expire_heads(dead);
+            if (ready_count_ > 0) {
+                got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, std::string()));
+                break;
+            }
+            if (available_.wait_until(lock, deadline) == std::cv_status::timeout) {
+                expire_heads(dead);
+                if (!closed_ && ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, std::string()));
+                break;
+            }
+        }
+        --waiters_;
+    }
+    hand_over(dead);
+    return got;
 }
+
+// ---------------------------------------------------------------------------------------
+// consumers
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::add_consumer(std::uint64_t id, consumer_options options, callback_type callback)
@@ -291,6 +515,7 @@ auto basic_queue<Message, Policy>::add_consumer(std::uint64_t id, consumer_optio
             detail::raise(reply_code::not_allowed, "attempt to reuse consumer tag " + detail::quoted(options.tag));
         }
     }
+    if (arguments_.expires) last_used_ = clock_->now();
     consumers_.push_back(detail::make_ref<consumer>(id, std::move(options), std::move(callback)));
     return consumers_.back();
 }
@@ -304,6 +529,16 @@ auto basic_queue<Message, Policy>::find_consumer(std::uint64_t id) noexcept -> c
 }
 
 template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::single_active() const noexcept -> const consumer* {
+    // The earliest subscription still standing: RabbitMQ 3.10 hands over in that order.
+    const consumer* active = nullptr;
+    for (const auto& c : consumers_) {
+        if (!c->cancelled && (active == nullptr || c->id < active->id)) active = c.get();
+    }
+    return active;
+}
+
+template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::unblock(consumer& c) {
     // Freed from its prefetch limit: back into the rotation, at the end.
     c.blocked = false;
@@ -313,78 +548,125 @@ void basic_queue<Message, Policy>::unblock(consumer& c) {
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id) -> cancel_result {
-    std::unique_lock lock(mutex_);
-    auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& c) { return c->id == consumer_id; });
-    if (it == consumers_.end()) return {};
-    consumer& c = **it;
-    c.cancelled = true;
-    if constexpr (Policy::thread_safe) {
-        // Its callback may be running on another thread: let it finish, so the caller
-        // may destroy what the callback uses once the subscription has ended.
-        if (c.busy && c.runner != std::this_thread::get_id()) {
-            detail::ref_ptr<consumer> keep = *it;
-            idle_.wait(lock, [&] { return !keep->busy; });
-            it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x->id == consumer_id; });
-            if (it == consumers_.end()) return {}; // the queue was closed meanwhile
+    dead_letters dead;
+    cancel_result result;
+    {
+        std::unique_lock lock(mutex_);
+        auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& c) { return c->id == consumer_id; });
+        if (it == consumers_.end()) return {};
+        consumer& c = **it;
+        c.cancelled = true;
+        if constexpr (Policy::thread_safe) {
+            // Its callback may be running on another thread: let it finish, so the caller
+            // may destroy what the callback uses once the subscription has ended.
+            if (c.busy && c.runner != std::this_thread::get_id()) {
+                detail::ref_ptr<consumer> keep = *it;
+                idle_.wait(lock, [&] { return !keep->busy; });
+                it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x->id == consumer_id; });
+                if (it == consumers_.end()) return {}; // the queue was closed meanwhile
+            }
         }
-    }
-    // Return its unacknowledged messages, except one whose callback is still running:
-    // finish() returns that one, so the callback can still settle it.
-    for (std::size_t i = 0; i < unacked_.size(); ++i) {
-        unacked_entry& u = unacked_[i];
-        if (u.owner == consumer_id && u.entry.message && !(c.busy && u.tag == c.in_flight)) {
-            release_unacked(i, false, true);
+        // Return its unacknowledged messages, except one whose callback is still running:
+        // finish() returns that one, so the callback can still settle it.
+        for (std::size_t i = 0; i < unacked_.size(); ++i) {
+            unacked_entry& u = unacked_[i];
+            if (u.owner == consumer_id && u.entry.message && !(c.busy && u.tag == c.in_flight)) {
+                release_unacked(i, false, true, dead);
+            }
         }
+        drop_settled_front();
+        drop_head_while_over_limit(dead);
+        consumers_.erase(it);
+        if (consumers_.empty() && arguments_.expires) last_used_ = clock_->now();
+        result = {true, consumers_.empty()};
     }
-    drop_settled_front();
-    consumers_.erase(it);
-    return {true, consumers_.empty()};
+    hand_over(dead);
+    return result;
+}
+
+template <class Message, threading_policy Policy>
+bool basic_queue<Message, Policy>::can_take(consumer& c) noexcept {
+    // A cancelled consumer is still listed while cancel() waits for its callback: it must
+    // get nothing more, or that wait could go on as long as messages arrive.
+    if (c.busy || c.cancelled || c.blocked) return false;
+    if (c.options.ack == ack_mode::manual && c.options.prefetch != 0 && c.unacked >= c.options.prefetch) {
+        c.blocked = true; // out of the rotation until an ack frees it
+        return false;
+    }
+    return true;
+}
+
+template <class Message, threading_policy Policy>
+std::size_t basic_queue<Message, Policy>::pick_consumer() noexcept {
+    constexpr std::size_t none = static_cast<std::size_t>(-1);
+    if (arguments_.single_active_consumer) {
+        const consumer* active = single_active();
+        if (active == nullptr) return none;
+        auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& c) { return c.get() == active; });
+        return can_take(**it) ? static_cast<std::size_t>(it - consumers_.begin()) : none;
+    }
+    // consumers_ is the rotation, front first (rabbit_queue_consumers keeps the same
+    // order); the first of the highest priority that can take a message is served.
+    std::size_t best = none;
+    for (std::size_t index = 0; index < consumers_.size(); ++index) {
+        consumer& c = *consumers_[index];
+        if (!can_take(c)) continue;
+        if (best == none || c.options.priority > consumers_[best]->options.priority) best = index;
+    }
+    return best;
 }
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_callback> {
-    std::lock_guard lock(mutex_);
-    if (closed_ || ready_.empty() || consumers_.empty()) return std::nullopt;
-    // consumers_ is the rotation, front first (rabbit_queue_consumers keeps the same order).
-    for (std::size_t index = 0; index < consumers_.size(); ++index) {
-        consumer& c = *consumers_[index];
-        // A cancelled consumer is still listed while cancel() waits for its callback:
-        // it must get nothing more, or that wait could go on as long as messages arrive.
-        if (c.busy || c.cancelled || c.blocked) continue;
-        const bool manual = c.options.ack == ack_mode::manual;
-        if (manual && c.options.prefetch != 0 && c.unacked >= c.options.prefetch) {
-            c.blocked = true; // out of the rotation until an ack frees it
-            continue;
+    dead_letters dead;
+    std::optional<pending_callback> picked;
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_ || ready_count_ == 0 || consumers_.empty()) return std::nullopt;
+        expire_heads(dead);
+        const std::size_t index = ready_count_ == 0 ? static_cast<std::size_t>(-1) : pick_consumer();
+        if (index < consumers_.size()) {
+            consumer& c = *consumers_[index];
+            const bool manual = c.options.ack == ack_mode::manual;
+            c.busy = true;
+            if constexpr (Policy::thread_safe) c.runner = std::this_thread::get_id();
+            delivery_type d = hand_out(take_head(), c.id, manual, c.options.tag);
+            if (manual) {
+                ++c.unacked;
+                c.in_flight = d.delivery_tag();
+            }
+            detail::ref_ptr<consumer> served = consumers_[index];
+            // The consumer just served goes to the back of the rotation.
+            std::rotate(consumers_.begin() + static_cast<std::ptrdiff_t>(index),
+                        consumers_.begin() + static_cast<std::ptrdiff_t>(index) + 1, consumers_.end());
+            picked.emplace(pending_callback{std::move(served), std::move(d)});
         }
-        c.busy = true;
-        if constexpr (Policy::thread_safe) c.runner = std::this_thread::get_id();
-        delivery_type d = hand_out(ready_.pop_front(), c.id, manual, c.options.tag);
-        if (manual) {
-            ++c.unacked;
-            c.in_flight = d.delivery_tag();
-        }
-        detail::ref_ptr<consumer> served = consumers_[index];
-        // The consumer just served goes to the back of the rotation.
-        std::rotate(consumers_.begin() + static_cast<std::ptrdiff_t>(index),
-                    consumers_.begin() + static_cast<std::ptrdiff_t>(index) + 1, consumers_.end());
-        return pending_callback{std::move(served), std::move(d)};
     }
-    return std::nullopt;
+    hand_over(dead);
+    return picked;
 }
 
 template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::finish(consumer& c) {
-    std::lock_guard lock(mutex_);
-    c.busy = false;
-    if constexpr (Policy::thread_safe) idle_.notify_all();
-    if (c.cancelled && c.in_flight != 0 && !closed_) {
-        // The subscription ended during the callback: its message goes back now.
-        const std::size_t i = find_unacked(c.in_flight);
-        if (i != unacked_.size()) release_unacked(i, false, true);
-        drop_settled_front();
+    dead_letters dead;
+    {
+        std::lock_guard lock(mutex_);
+        c.busy = false;
+        if constexpr (Policy::thread_safe) idle_.notify_all();
+        if (c.cancelled && c.in_flight != 0 && !closed_) {
+            // The subscription ended during the callback: its message goes back now.
+            const std::size_t i = find_unacked(c.in_flight);
+            if (i != unacked_.size()) release_unacked(i, false, true, dead);
+            drop_settled_front();
+            drop_head_while_over_limit(dead);
+        }
+        c.in_flight = 0;
     }
-    c.in_flight = 0;
+    hand_over(dead);
 }
+
+// ---------------------------------------------------------------------------------------
+// settlement
 
 template <class Message, threading_policy Policy>
 std::size_t basic_queue<Message, Policy>::find_unacked(std::uint64_t tag) const noexcept {
@@ -401,7 +683,7 @@ std::size_t basic_queue<Message, Policy>::find_unacked(std::uint64_t tag) const 
 }
 
 template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::release_unacked(std::size_t index, bool ack, bool requeue) {
+void basic_queue<Message, Policy>::release_unacked(std::size_t index, bool ack, bool requeue, dead_letters& dead) {
     unacked_entry& u = unacked_[index];
     if (consumer* c = find_consumer(u.owner)) {
         --c->unacked;
@@ -416,7 +698,7 @@ void basic_queue<Message, Policy>::release_unacked(std::size_t index, bool ack, 
         this->requeue(std::move(u.entry));
         u.entry.message.reset();
     } else {
-        ++counters_.rejected;
+        let_go(std::move(u.entry.message), death_reason::rejected, dead);
         u.entry.message.reset();
     }
 }
@@ -424,15 +706,18 @@ void basic_queue<Message, Policy>::release_unacked(std::size_t index, bool ack, 
 template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::requeue(ready_entry&& entry) {
     entry.redelivered = true;
-    // Back to its original position: ready messages are kept in arrival order.
+    // Back to its original position: each priority's messages are kept in arrival order.
+    auto& ready = levels_[level_of(*entry.message)];
     std::size_t lo = 0;
-    std::size_t hi = ready_.size();
+    std::size_t hi = ready.size();
     while (lo < hi) {
         const std::size_t mid = lo + (hi - lo) / 2;
-        if (ready_[mid].sequence < entry.sequence) lo = mid + 1;
+        if (ready[mid].sequence < entry.sequence) lo = mid + 1;
         else hi = mid;
     }
-    ready_.insert(lo, std::move(entry));
+    ++ready_count_;
+    ready_bytes_ += entry.message->body_bytes;
+    ready.insert(lo, std::move(entry));
     notify_one();
 }
 
@@ -443,45 +728,57 @@ void basic_queue<Message, Policy>::drop_settled_front() {
 
 template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::settle(std::uint64_t tag, bool multiple, bool ack, bool requeue) {
-    std::lock_guard lock(mutex_);
-    if (closed_) return;
-    const std::size_t index = find_unacked(tag);
-    if (index == unacked_.size()) {
-        detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag));
-    }
-    const std::uint64_t owner = unacked_[index].owner;
-    if (multiple) {
-        for (std::size_t i = 0; i < index; ++i) {
-            if (unacked_[i].owner == owner && unacked_[i].entry.message) release_unacked(i, ack, requeue);
+    dead_letters dead;
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_) return;
+        const std::size_t index = find_unacked(tag);
+        if (index == unacked_.size()) {
+            detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag));
         }
+        const std::uint64_t owner = unacked_[index].owner;
+        if (multiple) {
+            for (std::size_t i = 0; i < index; ++i) {
+                if (unacked_[i].owner == owner && unacked_[i].entry.message) release_unacked(i, ack, requeue, dead);
+            }
+        }
+        release_unacked(index, ack, requeue, dead);
+        drop_settled_front();
+        if (requeue) drop_head_while_over_limit(dead); // as rabbit_amqqueue_process:requeue_and_run
     }
-    release_unacked(index, ack, requeue);
-    drop_settled_front();
+    hand_over(dead);
 }
 
 template <class Message, threading_policy Policy>
 std::size_t basic_queue<Message, Policy>::purge() {
     std::lock_guard lock(mutex_);
-    const std::size_t n = ready_.size();
-    ready_.clear();
+    const std::size_t n = ready_count_;
+    for (auto& ready : levels_) ready.clear();
+    ready_count_ = 0;
+    ready_bytes_ = 0;
     counters_.purged += n;
     return n;
 }
 
 template <class Message, threading_policy Policy>
-std::size_t basic_queue<Message, Policy>::close() {
+std::vector<std::function<void()>> basic_queue<Message, Policy>::close() {
     std::lock_guard lock(mutex_);
-    if (closed_) return 0;
+    std::vector<std::function<void()>> notifications;
+    if (closed_) return notifications;
     closed_ = true;
-    const std::size_t n = ready_.size();
-    counters_.purged += n + unacked_count_;
-    ready_.clear();
+    counters_.purged += ready_count_ + unacked_count_;
+    for (auto& ready : levels_) ready.clear();
+    ready_count_ = 0;
+    ready_bytes_ = 0;
     unacked_.clear();
     unacked_count_ = 0;
-    for (auto& c : consumers_) c->cancelled = true;
+    for (auto& c : consumers_) {
+        c->cancelled = true;
+        if (c->options.on_cancel) notifications.push_back(c->options.on_cancel);
+    }
     consumers_.clear();
     if constexpr (Policy::thread_safe) available_.notify_all();
-    return n;
+    return notifications;
 }
 
 template <class Message, threading_policy Policy>

@@ -3,6 +3,7 @@
 /// Umbrella header: includes every public header of warren.
 
 #include "broker.hpp"
+#include "clock.hpp"
 #include "config.hpp"
 #include "delivery.hpp"
 #include "direct_exchange.hpp"
@@ -17,7 +18,9 @@
 #include "properties.hpp"
 #include "publisher.hpp"
 #include "queue.hpp"
+#include "queue_arguments.hpp"
 #include "routing_key.hpp"
+#include "stats.hpp"
 #include "subscription.hpp"
 #include "topic_exchange.hpp"
 #include "topic_matcher.hpp"

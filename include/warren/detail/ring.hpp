@@ -17,6 +17,10 @@ public:
     ring() = default;
     ring(const ring&) = delete;
     ring& operator=(const ring&) = delete;
+    ring(ring&& other) noexcept
+        : data_(std::exchange(other.data_, nullptr)), capacity_(std::exchange(other.capacity_, 0)),
+          head_(std::exchange(other.head_, 0)), size_(std::exchange(other.size_, 0)) {}
+    ring& operator=(ring&&) = delete;
     ~ring() {
         clear();
         if (data_) std::allocator<T>().deallocate(data_, capacity_);
@@ -28,6 +32,7 @@ public:
     T& operator[](std::size_t i) noexcept { return data_[(head_ + i) & (capacity_ - 1)]; }
     const T& operator[](std::size_t i) const noexcept { return data_[(head_ + i) & (capacity_ - 1)]; }
     T& front() noexcept { return (*this)[0]; }
+    const T& front() const noexcept { return (*this)[0]; }
     T& back() noexcept { return (*this)[size_ - 1]; }
 
     void push_back(T value) {

@@ -1,0 +1,124 @@
+#pragma once
+/// @file detail/dead_letter.hpp
+/// The x-death header and dead-letter cycle detection, as RabbitMQ's rabbit_dead_letter has them.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "../field_table.hpp"
+
+namespace warren {
+
+/// Why a queue let go of a message other than by delivering it.
+enum class death_reason : std::uint8_t {
+    rejected, ///< rejected or nacked without requeue
+    expired,  ///< its TTL passed while it waited
+    maxlen,   ///< the queue was over its length limit (drop-head, reject-publish-dlx)
+};
+
+/// The reason as RabbitMQ writes it in x-death.
+[[nodiscard]] constexpr std::string_view to_string(death_reason reason) noexcept {
+    switch (reason) {
+    case death_reason::rejected: return "rejected";
+    case death_reason::expired: return "expired";
+    case death_reason::maxlen: return "maxlen";
+    }
+    return "unknown";
+}
+
+namespace detail {
+
+/// What one dead-lettering adds to a message's history.
+struct death_event {
+    death_reason reason;
+    std::string_view queue;
+    std::string_view exchange;    ///< the exchange the message was last published to
+    std::string_view routing_key; ///< its routing key there
+    std::int64_t time;            ///< unix seconds
+    std::optional<std::string> original_expiration; ///< its expiration property, if it had one
+};
+
+inline const std::string* string_field(const field_table& table, std::string_view name) {
+    const field_value* value = table.find(name);
+    return value == nullptr ? nullptr : value->get_if<std::string>();
+}
+
+/// Adds `event` to `headers` as rabbit_dead_letter:update_x_death_header does: the first
+/// death also sets x-first-death-{reason,queue,exchange}; a death for a (queue, reason)
+/// already listed increments that entry's count and moves it to the front (keeping its
+/// first time, exchange and keys); a new one is prepended with count 1.
+inline void record_death(field_table& headers, const death_event& event) {
+    field_table entry{{"reason", std::string(to_string(event.reason))},
+                      {"queue", std::string(event.queue)},
+                      {"time", event.time},
+                      {"exchange", std::string(event.exchange)},
+                      {"routing-keys", field_array{field_value(std::string(event.routing_key))}},
+                      {"count", std::int64_t{1}}};
+    if (event.original_expiration) entry.set("original-expiration", *event.original_expiration);
+
+    const field_value* existing = headers.find("x-death");
+    const field_array* deaths = existing == nullptr ? nullptr : existing->get_if<field_array>();
+    if (deaths == nullptr) {
+        headers.set("x-first-death-reason", std::string(to_string(event.reason)));
+        headers.set("x-first-death-queue", std::string(event.queue));
+        headers.set("x-first-death-exchange", std::string(event.exchange));
+        headers.set("x-death", field_array{field_value(std::move(entry))});
+        return;
+    }
+    // Entries of the same queue and reason are merged (older RabbitMQs wrote several).
+    field_array updated;
+    updated.reserve(deaths->size() + 1);
+    updated.emplace_back(); // the front slot, filled below
+    std::optional<field_table> merged;
+    for (const field_value& item : *deaths) {
+        const field_table* death = item.get_if<field_table>();
+        const std::string* queue = death == nullptr ? nullptr : string_field(*death, "queue");
+        const std::string* reason = death == nullptr ? nullptr : string_field(*death, "reason");
+        if (queue != nullptr && reason != nullptr && *queue == event.queue && *reason == to_string(event.reason)) {
+            const field_value* count = death->find("count");
+            const std::int64_t* n = count == nullptr ? nullptr : count->get_if<std::int64_t>();
+            if (!merged) {
+                merged = *death;
+                merged->set("count", n == nullptr ? std::int64_t{1} : *n);
+            } else {
+                const std::int64_t* sum = merged->find("count")->get_if<std::int64_t>();
+                merged->set("count", *sum + (n == nullptr ? 1 : *n));
+            }
+            continue;
+        }
+        updated.push_back(item);
+    }
+    if (merged) {
+        const std::int64_t count = *merged->find("count")->get_if<std::int64_t>();
+        merged->set("count", count + 1);
+        updated.front() = field_value(std::move(*merged));
+    } else {
+        updated.front() = field_value(std::move(entry));
+    }
+    headers.set("x-death", std::move(updated));
+}
+
+/// Whether dead-lettering a message with these (already updated) headers into `queue`
+/// would close a fully automatic cycle, which RabbitMQ drops (rabbit_dead_letter:is_cycle):
+/// `queue` appears in x-death, and no death from the front up to and including its first
+/// entry was a rejection (a client took part) or something that is not a table.
+inline bool is_dead_letter_cycle(const field_table& headers, std::string_view queue) {
+    const field_value* existing = headers.find("x-death");
+    const field_array* deaths = existing == nullptr ? nullptr : existing->get_if<field_array>();
+    if (deaths == nullptr) return false;
+    for (const field_value& item : *deaths) {
+        const field_table* death = item.get_if<field_table>();
+        if (death == nullptr) return false;
+        const std::string* reason = string_field(*death, "reason");
+        if (reason != nullptr && *reason == "rejected") return false;
+        const std::string* name = string_field(*death, "queue");
+        if (name != nullptr && *name == queue) return true;
+    }
+    return false;
+}
+
+} // namespace detail
+} // namespace warren

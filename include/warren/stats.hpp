@@ -1,0 +1,61 @@
+#pragma once
+/// @file stats.hpp
+/// Counters of queues, exchanges and the broker: where every message went.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace warren {
+
+/// Messages counted by why a queue let go of them.
+struct death_counts {
+    std::uint64_t expired = 0;  ///< their TTL passed
+    std::uint64_t maxlen = 0;   ///< the queue was over its length limit
+    std::uint64_t rejected = 0; ///< rejected or nacked without requeue
+    [[nodiscard]] std::uint64_t total() const noexcept { return expired + maxlen + rejected; }
+    friend bool operator==(const death_counts&, const death_counts&) = default;
+};
+
+/// Counters of one queue. Read them with basic_broker::queue_stats().
+///
+/// Every message a queue accepted is accounted for by exactly one of acked,
+/// dead_lettered, dropped, purged, ready and unacked, so at any time
+/// `enqueued == acked + dead_lettered.total() + dropped.total() + purged + ready + unacked`
+/// (accounted() checks it).
+struct queue_counters {
+    std::uint64_t enqueued = 0;    ///< messages the queue accepted
+    std::uint64_t refused = 0;     ///< refused at its length limit (reject-publish, reject-publish-dlx); never accepted
+    std::uint64_t delivered = 0;   ///< handed to a consumer or a get, redeliveries included
+    std::uint64_t redelivered = 0; ///< of those, deliveries of a requeued message
+    std::uint64_t acked = 0;       ///< acknowledged (automatic deliveries count on delivery)
+    std::uint64_t requeued = 0;    ///< returned to the queue by nack, reject or a consumer's end
+    death_counts dead_lettered;    ///< handed to the dead-letter exchange, by reason
+    death_counts dropped;          ///< dropped by reason, for want of a dead-letter exchange
+    std::uint64_t purged = 0;      ///< removed by purge_queue
+    std::size_t ready = 0;         ///< waiting to be delivered
+    std::size_t unacked = 0;       ///< delivered, not yet settled
+    std::size_t ready_bytes = 0;   ///< body bytes of the ready messages (what x-max-length-bytes limits)
+    std::size_t consumers = 0;     ///< current consumers
+
+    /// Whether every accepted message is accounted for.
+    [[nodiscard]] bool accounted() const noexcept {
+        return enqueued == acked + dead_lettered.total() + dropped.total() + purged + ready + unacked;
+    }
+};
+
+/// Counters of one exchange. Read them with basic_broker::exchange_stats().
+struct exchange_counters {
+    std::uint64_t published = 0;  ///< messages published to it (dead letters sent to it included)
+    std::uint64_t routed = 0;     ///< of those, routed to at least one queue
+    std::uint64_t unroutable = 0; ///< of those, routed to no queue
+    std::uint64_t returned = 0;   ///< unroutable mandatory messages handed to the return handler
+    std::uint64_t nacked = 0;     ///< publishes refused by at least one queue (their confirm is a nack)
+};
+
+/// Dead letters that found no way on. Read them with basic_broker::stats().
+struct broker_counters {
+    std::uint64_t dead_letters_without_exchange = 0; ///< their dead-letter exchange did not exist
+    std::uint64_t dead_letter_cycles = 0;            ///< deliveries dropped to end an automatic dead-letter cycle
+};
+
+} // namespace warren
