@@ -17,6 +17,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -44,6 +45,7 @@
 #include "stats.hpp"
 #include "subscription.hpp"
 #include "topic_exchange.hpp"
+#include "topology.hpp"
 
 namespace warren {
 namespace detail {
@@ -317,6 +319,9 @@ public:
     }
     /// The counters of `exchange`. Unknown exchange: not_found.
     [[nodiscard]] exchange_counters exchange_stats(std::string_view exchange) const;
+    /// A copy of the topology: exchanges, queues (with their counters), bindings and
+    /// consumers. Render it with to_dot(). Thread-safe under multi_threaded.
+    [[nodiscard]] topology_snapshot snapshot() const;
     /// Broker-wide counters: dead letters that found no way on.
     [[nodiscard]] broker_counters stats() const {
         return {dead_letters_without_exchange_.load(std::memory_order_relaxed),
@@ -1125,6 +1130,43 @@ auto basic_broker<Message, Policy>::exchange_stats(std::string_view name) const 
     c.returned = x.returned.load(std::memory_order_relaxed);
     c.nacked = x.nacked.load(std::memory_order_relaxed);
     return c;
+}
+
+template <message_type Message, threading_policy Policy>
+topology_snapshot basic_broker<Message, Policy>::snapshot() const {
+    shared_lock lock(topology_);
+    topology_snapshot out;
+    for (const auto& x : exchanges_) {
+        if (!x) continue;
+        exchange_counters counters;
+        counters.published = x->published.load(std::memory_order_relaxed);
+        counters.unroutable = x->unroutable.load(std::memory_order_relaxed);
+        counters.routed = counters.published - counters.unroutable;
+        counters.returned = x->returned.load(std::memory_order_relaxed);
+        counters.nacked = x->nacked.load(std::memory_order_relaxed);
+        out.exchanges.push_back({x->name, x->type, x->options.durable, x->options.auto_delete, x->options.internal,
+                                 x->options.arguments, counters});
+        for (const auto& [key, targets] : x->bindings) {
+            for (const binding& b : targets) {
+                const bool to_exchange = b.target.type() == destination::kind::exchange;
+                const std::string& name = to_exchange ? exchanges_[b.target.index()]->name
+                                                      : queues_[b.target.index()].queue->name();
+                out.bindings.push_back({x->name, name, to_exchange, key, b.arguments});
+            }
+        }
+    }
+    std::sort(out.exchanges.begin(), out.exchanges.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    std::sort(out.bindings.begin(), out.bindings.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.source, a.destination, a.key) < std::tie(b.source, b.destination, b.key);
+    });
+    for (const auto& q : declared_order_) {
+        out.queues.push_back({q->name(), q->options(), q->counters()});
+        for (const auto& [id, options] : q->consumer_list()) {
+            out.consumers.push_back({q->name(), options.tag, options.ack, options.prefetch, options.exclusive,
+                                     options.priority, q->is_active_consumer(id)});
+        }
+    }
+    return out;
 }
 
 template <message_type Message, threading_policy Policy>

@@ -24,3 +24,4 @@
 #include "subscription.hpp"
 #include "topic_exchange.hpp"
 #include "topic_matcher.hpp"
+#include "topology.hpp"
