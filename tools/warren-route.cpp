@@ -1,15 +1,17 @@
 // warren-route(1) - replay a topology and report where each message goes
 //
 // SYNOPSIS
-//     warren-route [--bench] [--no-cache] TOPOLOGY_FILE < MESSAGES
+//     warren-route [--queues] [--bench] [--no-cache] TOPOLOGY_FILE < MESSAGES
 //     warren-route --help
 //
 // DESCRIPTION
 //     Declares the exchanges, queues and bindings of TOPOLOGY_FILE in a warren::broker,
 //     then publishes each message read from standard input and prints, one line per
-//     message and in input order, the queues that got it. Routing is warren's, which is
-//     RabbitMQ's: every exchange type, exchange-to-exchange bindings, alternate and
-//     internal exchanges, the default exchange.
+//     message and in input order, the queues its exchanges routed it to. Routing is
+//     warren's, which is RabbitMQ's: every exchange type, exchange-to-exchange bindings,
+//     alternate and internal exchanges, the default exchange. With --queues it then prints
+//     what each queue holds, after its arguments (length limits, overflow, dead-lettering,
+//     priorities, TTLs) have acted as RabbitMQ's would.
 //
 // TOPOLOGY_FILE
 //     One declaration per line. Fields are separated by exactly one TAB; an empty field
@@ -17,36 +19,56 @@
 //     Lines starting with `#` are comments; empty lines are ignored.
 //
 //         exchange <name> <fanout|direct|topic|headers> [alternate-exchange=<name>] [internal]
-//         queue <name>
+//         queue <name> [<x-arg>=<value> ...]
 //         bind <queue> <exchange> <binding-key> [<arg>=<value> ...]
 //         bind-exchange <destination> <source> <binding-key> [<arg>=<value> ...]
 //
-//     Binding arguments are string-valued; for a headers exchange they are the match
-//     table (`x-match=any`, `format=pdf`). The predeclared exchanges (amq.direct,
-//     amq.fanout, amq.topic, amq.headers, amq.match) exist from the start. A queue name
-//     must not be empty (a server-named queue could not be bound by name).
+//     Queue arguments are typed as RabbitMQ wants them: x-max-length, x-max-length-bytes,
+//     x-max-priority, x-message-ttl and x-expires are integers (any other value is a usage
+//     error), x-single-active-consumer is `true` or `false`, and every other argument
+//     (x-overflow, x-dead-letter-exchange, x-dead-letter-routing-key, and arguments RabbitMQ
+//     does not know, which it keeps) is a string. Binding arguments are string-valued; for
+//     a headers exchange they are the match table (`x-match=any`, `format=pdf`). The
+//     predeclared exchanges (amq.direct, amq.fanout, amq.topic, amq.headers, amq.match)
+//     exist from the start. A queue name must not be empty (a server-named queue could
+//     not be bound by name).
 //
 // MESSAGES
-//     One message per line: `<exchange> TAB <routing-key> [TAB <header>=<value> ...]`.
-//     An empty exchange is the default exchange; header values are strings. Empty lines
-//     are skipped (they print nothing). `#` is not special here: it may start an
+//     One message per line: `<exchange> TAB <routing-key> [TAB <field>=<value> ...]`.
+//     An empty exchange is the default exchange. A field named `@<property>` sets a
+//     property: @priority and @delivery_mode (0 to 255), @timestamp (unsigned), or the
+//     strings @content_type, @content_encoding, @correlation_id, @reply_to, @expiration,
+//     @message_id, @type, @user_id and @app_id; any other field is a string header.
+//     Message i (counting from 0 the non-empty lines) has the body i in decimal. Empty
+//     lines are skipped (they print nothing). `#` is not special here: it may start an
 //     exchange name.
 //
 // OUTPUT
-//     One line per message: the names of the queues that got it, sorted by byte value and
-//     separated by one space; an empty line when no queue got it; or `!` and the AMQP
-//     reply name (`!NOT_FOUND`, `!ACCESS_REFUSED`, `!PRECONDITION_FAILED`) when the
-//     broker refuses the publish. Lines come out in batches; when input arrives slowly
-//     (a terminal, a slow pipe) each line is answered as soon as it is read.
+//     One line per message: the names of the queues its exchanges routed it to, sorted by
+//     byte value and separated by one space; an empty line when they routed it nowhere; or
+//     `!` and the AMQP reply name (`!NOT_FOUND`, `!ACCESS_REFUSED`, `!PRECONDITION_FAILED`)
+//     when the broker refuses the publish. What a queue then does with the message (refuse
+//     it at its length limit, drop it, dead-letter it, let it expire) does not change the
+//     line. Lines come out in batches; when input arrives slowly (a terminal, a slow pipe)
+//     each line is answered as soon as it is read.
+//
+//     With --queues, after the last message line: one line per queue, in declaration
+//     order, `<name> TAB <indices>`: the messages the queue holds once every message is
+//     published, in the order a consumer receives them, as their indices separated by one
+//     space (nothing after the TAB for an empty queue). Queues are drained one after the
+//     other in that order. No time passes during a run: a message whose TTL is 0
+//     expires, no other does.
 //
 // OPTIONS
+//     --queues    Print what each queue holds at the end, as above.
 //     --bench     Read every message first, print the output above once, then publish
 //                 the messages over and over (cycling through them) for at least one
 //                 second and print as the last line `messages=<n> ns_per_message=<x>`:
 //                 n publishes timed, x the mean nanoseconds inside broker.publish() per
 //                 message (exchange lookup, routing, and enqueueing one shared copy on
-//                 each destination queue; refusals included). Building the messages and
-//                 purging the queues, done between timed chunks of 4096, are not timed.
+//                 each destination queue, with what its arguments do; refusals included).
+//                 Building the messages and purging the queues, done between timed
+//                 chunks of 4096, are not timed.
 //     --no-cache  Turn the topic routing cache off (broker.set_routing_cache_capacity(0)).
 //                 It is on by default, remembering basic_broker::default_routing_cache_capacity
 //                 keys per topic exchange; --bench cycles through the same messages, so
@@ -57,14 +79,17 @@
 // EXIT STATUS
 //     0 success; 1 the topology file cannot be read; 2 a usage error, a malformed or
 //     refused topology line (reported on stderr as FILE:LINE: reason), or a malformed
-//     message line (reported as <stdin>:LINE: reason, after the lines before it).
+//     message line (reported as <stdin>:LINE: reason, after the lines before it; the
+//     --queues report is then not printed).
 //
 // EXAMPLE
-//     $ printf 'exchange\tlogs\ttopic\nqueue\tq\nbind\tq\tlogs\tkern.*\n' > topology
-//     $ printf 'logs\tkern.disk\nlogs\tuser.login\nnope\tx\n' | warren-route topology
+//     $ printf 'exchange\tlogs\ttopic\nqueue\tq\tx-max-length=1\nbind\tq\tlogs\tkern.*\n' > topology
+//     $ printf 'logs\tkern.disk\nlogs\tuser.login\nnope\tx\nlogs\tkern.cpu\n' | warren-route --queues topology
 //     q
 //
 //     !NOT_FOUND
+//     q
+//     q<TAB>3
 //
 // See docs/warren-route.md.
 
@@ -77,16 +102,21 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 #include <warren/broker.hpp>
+#include <warren/clock.hpp>
 #include <warren/error.hpp>
 #include <warren/field_table.hpp>
 #include <warren/message.hpp>
+#include <warren/properties.hpp>
+#include <warren/queue.hpp>
 
 namespace {
 
@@ -94,22 +124,28 @@ constexpr int exit_ok = 0;
 constexpr int exit_failure = 1;
 constexpr int exit_bad_input = 2;
 
-constexpr std::string_view usage = R"(usage: warren-route [--bench] [--no-cache] TOPOLOGY_FILE < MESSAGES
+constexpr std::string_view usage = R"(usage: warren-route [--queues] [--bench] [--no-cache] TOPOLOGY_FILE < MESSAGES
 
 Declares the topology in a warren broker, publishes each message of standard input and
-prints, per message, the queues that got it (sorted, space-separated), an empty line if
-none did, or !REPLY_NAME (e.g. !NOT_FOUND, !ACCESS_REFUSED) if the publish is refused.
+prints, per message, the queues its exchanges routed it to (sorted, space-separated), an
+empty line if none, or !REPLY_NAME (e.g. !NOT_FOUND, !ACCESS_REFUSED) if the publish is
+refused. Message i (from 0) has the body i.
 
 TOPOLOGY_FILE, one declaration per line, fields separated by one TAB, '#' comments:
   exchange <name> <fanout|direct|topic|headers> [alternate-exchange=<name>] [internal]
-  queue <name>
+  queue <name> [<x-arg>=<value> ...]
   bind <queue> <exchange> <binding-key> [<arg>=<value> ...]
   bind-exchange <destination> <source> <binding-key> [<arg>=<value> ...]
+  (x-max-length, x-max-length-bytes, x-max-priority, x-message-ttl, x-expires are
+  integers, x-single-active-consumer is true or false, other arguments are strings)
 
-MESSAGES, one per line: <exchange> TAB <routing-key> [TAB <header>=<value> ...]
-  (an empty exchange is the default exchange)
+MESSAGES, one per line: <exchange> TAB <routing-key> [TAB <field>=<value> ...]
+  (an empty exchange is the default exchange; a field is a header, or a property if
+  its name starts with @: @priority=3, @expiration=1000, @content_type=text/plain, ...)
 
 options:
+  --queues    then print one line per queue, in declaration order: its name, a TAB,
+              and the messages it holds in the order a consumer gets them
   --bench     after the output above, publish the messages over and over for at least
               one second; the last line is: messages=<n> ns_per_message=<x>
   --no-cache  turn the topic routing cache off (output is the same; --bench shows
@@ -145,6 +181,15 @@ std::pair<std::string_view, std::string_view> split_assignment(std::string_view 
     return {field.substr(0, eq), field.substr(eq + 1)};
 }
 
+/// `text` as a decimal T if all of it is one that T holds (no sign for unsigned T, no `+`).
+template <class T>
+std::optional<T> parse_integer(std::string_view text) {
+    T value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
 /// String-valued fields from `name=value` fields; a repeated name keeps the last value.
 warren::field_table parse_table(const std::vector<std::string_view>& fields, std::size_t first, std::string_view what) {
     warren::field_table table;
@@ -155,52 +200,134 @@ warren::field_table parse_table(const std::vector<std::string_view>& fields, std
     return table;
 }
 
+/// The queue arguments RabbitMQ wants as integers or booleans: a string "10" would not be
+/// read as a number but refused, so the tool types these.
+constexpr std::string_view integer_queue_arguments[] = {"x-max-length", "x-max-length-bytes", "x-max-priority",
+                                                        "x-message-ttl", "x-expires"};
+constexpr std::string_view boolean_queue_arguments[] = {"x-single-active-consumer"};
+
+template <std::size_t N>
+bool is_one_of(std::string_view name, const std::string_view (&names)[N]) {
+    for (std::string_view n : names) {
+        if (n == name) return true;
+    }
+    return false;
+}
+
+/// One queue argument, typed as RabbitMQ wants it. Values the broker refuses (a negative
+/// length, an unknown x-overflow) are left to it, so its own words report them.
+warren::field_value queue_argument(std::string_view name, std::string_view text) {
+    if (is_one_of(name, integer_queue_arguments)) {
+        if (const auto n = parse_integer<std::int64_t>(text)) return *n;
+        throw input_error{"queue argument " + quoted(name) + " must be an integer, not " + quoted(text)};
+    }
+    if (is_one_of(name, boolean_queue_arguments)) {
+        if (text == "true") return true;
+        if (text == "false") return false;
+        throw input_error{"queue argument " + quoted(name) + " must be true or false, not " + quoted(text)};
+    }
+    // RabbitMQ keeps arguments it does not know (and ignores them), so the tool passes them on.
+    return std::string(text);
+}
+
+/// Queue arguments from `name=value` fields; a repeated name keeps the last value.
+warren::field_table parse_queue_arguments(const std::vector<std::string_view>& fields, std::size_t first) {
+    warren::field_table arguments;
+    for (std::size_t i = first; i < fields.size(); ++i) {
+        const auto [name, value] = split_assignment(fields[i], "queue argument");
+        arguments.set(name, queue_argument(name, value));
+    }
+    return arguments;
+}
+
 void require_fields(const std::vector<std::string_view>& fields, std::size_t n, std::string_view syntax) {
     if (fields.size() < n) throw input_error{"missing fields; expected " + std::string(syntax)};
 }
 
-/// Applies one topology line to `broker`; records declared queue names in `queues`.
+/// The two brokers a run declares the topology in.
+///
+/// `topology` is the topology as written: its queues keep, drop, refuse, dead-letter and
+/// expire messages as their arguments say, and --queues reports what they hold. `routes`
+/// has the same exchanges, bindings and queues, but no queue arguments, and gets each
+/// message without the properties queues act on, so its queues keep every message routed
+/// to them: draining them tells where the exchanges sent each message, whatever the
+/// queues of `topology` did with it, and leaves those untouched.
+struct brokers {
+    // Never advanced: no time passes during a run, so which messages expire depends
+    // neither on how fast the tool runs nor on how slowly its input arrives.
+    warren::manual_clock clock;
+    warren::broker topology{clock};
+    warren::broker routes;
+
+    /// Runs `step` on both brokers; a refusal by `topology` stops it there.
+    template <class F>
+    void declare(F step) {
+        step(topology);
+        step(routes);
+    }
+};
+
+/// The queues a topology declares, each once.
+struct queue_names {
+    std::vector<std::string> in_declaration_order;
+    std::set<std::string> sorted; // by byte value
+
+    void add(std::string name) {
+        if (sorted.insert(name).second) in_declaration_order.push_back(std::move(name));
+    }
+};
+
+warren::exchange_options parse_exchange_options(const std::vector<std::string_view>& f, std::string_view syntax) {
+    warren::exchange_options options;
+    bool alternate = false;
+    for (std::size_t i = 3; i < f.size(); ++i) {
+        if (f[i] == "internal" && !options.internal) {
+            options.internal = true;
+        } else if (f[i].starts_with("alternate-exchange=") && !alternate) {
+            alternate = true;
+            options.arguments.set("alternate-exchange", std::string(f[i].substr(f[i].find('=') + 1)));
+        } else {
+            throw input_error{"unexpected or repeated exchange option " + quoted(f[i]) + "; expected " +
+                              std::string(syntax)};
+        }
+    }
+    return options;
+}
+
+/// Applies one topology line to both brokers; records declared queue names in `queues`.
 /// Throws input_error for a malformed line and warren::error for a refused one.
-void apply_declaration(warren::broker& broker, const std::vector<std::string_view>& f, std::set<std::string>& queues) {
+void apply_declaration(brokers& b, const std::vector<std::string_view>& f, queue_names& queues) {
     const std::string_view directive = f[0];
     if (directive == "exchange") {
         static constexpr std::string_view syntax =
             "exchange <name> <type> [alternate-exchange=<name>] [internal]";
         require_fields(f, 3, syntax);
-        warren::exchange_options options;
-        bool alternate = false;
-        for (std::size_t i = 3; i < f.size(); ++i) {
-            if (f[i] == "internal" && !options.internal) {
-                options.internal = true;
-            } else if (f[i].starts_with("alternate-exchange=") && !alternate) {
-                alternate = true;
-                options.arguments.set("alternate-exchange", std::string(f[i].substr(f[i].find('=') + 1)));
-            } else {
-                throw input_error{"unexpected or repeated exchange option " + quoted(f[i]) + "; expected " +
-                                  std::string(syntax)};
-            }
-        }
-        broker.declare_exchange(f[1], f[2], options);
+        const warren::exchange_options options = parse_exchange_options(f, syntax);
+        b.declare([&](warren::broker& broker) { broker.declare_exchange(f[1], f[2], options); });
     } else if (directive == "queue") {
-        require_fields(f, 2, "queue <name>");
-        if (f.size() > 2) throw input_error{"too many fields; expected queue <name>"};
+        require_fields(f, 2, "queue <name> [<x-arg>=<value> ...]");
         // An empty name asks the broker for a generated one, which no later line could name.
         if (f[1].empty()) throw input_error{"empty queue name"};
-        queues.insert(broker.declare_queue(f[1]));
+        warren::queue_options options;
+        options.arguments = parse_queue_arguments(f, 2);
+        queues.add(b.topology.declare_queue(f[1], options));
+        (void)b.routes.declare_queue(f[1]);
     } else if (directive == "bind") {
         require_fields(f, 4, "bind <queue> <exchange> <binding-key> [<arg>=<value> ...]");
-        broker.bind_queue(f[1], f[2], f[3], parse_table(f, 4, "binding argument"));
+        const warren::field_table arguments = parse_table(f, 4, "binding argument");
+        b.declare([&](warren::broker& broker) { broker.bind_queue(f[1], f[2], f[3], arguments); });
     } else if (directive == "bind-exchange") {
         require_fields(f, 4, "bind-exchange <destination> <source> <binding-key> [<arg>=<value> ...]");
-        broker.bind_exchange(f[1], f[2], f[3], parse_table(f, 4, "binding argument"));
+        const warren::field_table arguments = parse_table(f, 4, "binding argument");
+        b.declare([&](warren::broker& broker) { broker.bind_exchange(f[1], f[2], f[3], arguments); });
     } else {
         throw input_error{"unknown directive " + quoted(directive) +
                           "; expected exchange, queue, bind or bind-exchange"};
     }
 }
 
-/// Loads TOPOLOGY_FILE into `broker`. Returns the exit status to stop with, or -1 to go on.
-int load_topology(const char* path, warren::broker& broker, std::set<std::string>& queues) {
+/// Loads TOPOLOGY_FILE into both brokers. Returns the exit status to stop with, or -1 to go on.
+int load_topology(const char* path, brokers& b, queue_names& queues) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         std::cerr << "warren-route: cannot open " << path << '\n';
@@ -210,7 +337,7 @@ int load_topology(const char* path, warren::broker& broker, std::set<std::string
     for (std::size_t number = 1; std::getline(in, line); ++number) {
         if (line.empty() || line.front() == '#') continue;
         try {
-            apply_declaration(broker, split_fields(line), queues);
+            apply_declaration(b, split_fields(line), queues);
         } catch (const input_error& e) {
             std::cerr << "warren-route: " << path << ':' << number << ": " << e.reason << '\n';
             return exit_bad_input;
@@ -226,6 +353,50 @@ int load_topology(const char* path, warren::broker& broker, std::set<std::string
     return -1;
 }
 
+/// The string-valued properties, by the name a message field gives them after its `@`.
+constexpr std::pair<std::string_view, std::optional<std::string> warren::properties::*> string_properties[] = {
+    {"content_type", &warren::properties::content_type},
+    {"content_encoding", &warren::properties::content_encoding},
+    {"correlation_id", &warren::properties::correlation_id},
+    {"reply_to", &warren::properties::reply_to},
+    {"expiration", &warren::properties::expiration},
+    {"message_id", &warren::properties::message_id},
+    {"type", &warren::properties::type},
+    {"user_id", &warren::properties::user_id},
+    {"app_id", &warren::properties::app_id},
+};
+
+/// An AMQP octet property (@priority, @delivery_mode): 0 to 255.
+std::uint8_t octet_property(std::string_view name, std::string_view text) {
+    if (const auto n = parse_integer<std::uint8_t>(text)) return *n;
+    throw input_error{"property '@" + std::string(name) + "' must be an integer from 0 to 255, not " + quoted(text)};
+}
+
+/// Sets the property `name` (what follows the `@`) to `text`. Values the broker refuses
+/// (an @expiration that is not a number) are left to it: they refuse that publish only.
+void set_property(warren::properties& p, std::string_view name, std::string_view text) {
+    for (const auto& [property, member] : string_properties) {
+        if (property == name) {
+            p.*member = std::string(text);
+            return;
+        }
+    }
+    if (name == "priority") {
+        p.priority = octet_property(name, text);
+    } else if (name == "delivery_mode") {
+        p.delivery_mode = octet_property(name, text);
+    } else if (name == "timestamp") {
+        const auto seconds = parse_integer<std::uint64_t>(text);
+        if (!seconds) throw input_error{"property '@timestamp' must be an unsigned integer, not " + quoted(text)};
+        p.timestamp = *seconds;
+    } else {
+        throw input_error{"unknown property '@" + std::string(name) +
+                          "'; expected @content_type, @content_encoding, @delivery_mode, @priority, "
+                          "@correlation_id, @reply_to, @expiration, @message_id, @timestamp, @type, "
+                          "@user_id or @app_id"};
+    }
+}
+
 struct message_spec {
     std::string exchange;
     warren::message message;
@@ -233,30 +404,54 @@ struct message_spec {
 
 message_spec parse_message(std::string_view line) {
     const auto f = split_fields(line);
-    if (f.size() < 2) throw input_error{"missing fields; expected <exchange> TAB <routing-key> [TAB <header>=<value> ...]"};
+    if (f.size() < 2) throw input_error{"missing fields; expected <exchange> TAB <routing-key> [TAB <field>=<value> ...]"};
     message_spec spec{std::string(f[0]), {}};
     spec.message.routing_key = std::string(f[1]);
-    spec.message.properties.headers = parse_table(f, 2, "header");
+    for (std::size_t i = 2; i < f.size(); ++i) {
+        const bool property = f[i].starts_with('@');
+        const auto [name, value] = split_assignment(f[i], property ? "property" : "header");
+        if (property) {
+            set_property(spec.message.properties, name.substr(1), value);
+        } else {
+            spec.message.properties.headers.set(name, std::string(value));
+        }
+    }
     return spec;
 }
 
-/// Publishes messages and finds out which queues got each one.
+/// What the routing twin needs of a message: what exchanges route by, and the body that
+/// names it. Properties are left behind, so that no queue there can expire it.
+warren::message routing_copy(const warren::message& msg) {
+    warren::message copy;
+    copy.routing_key = msg.routing_key;
+    copy.body = msg.body;
+    copy.properties.headers = msg.properties.headers;
+    return copy;
+}
+
+/// Publishes messages and finds out where the exchanges sent each one.
 ///
-/// The broker says only how many queues took a message, so each message's body is its
-/// number in the current batch; flush() drains every queue, in name order, and so
+/// Each message goes to the topology's broker and, unless that refuses it, to the routing
+/// twin (see `brokers`). The broker says only how many queues took a message, so each
+/// message's body is its index; flush() drains every twin queue, in name order, and so
 /// learns each message's queues already sorted. That costs one pass over the queues per
 /// batch, not per message.
 class router {
 public:
-    router(warren::broker& broker, std::vector<std::string> queues) : broker_(broker), queues_(std::move(queues)) {}
+    /// With `keep_messages` the topology's queues keep what they hold for --queues;
+    /// without, flush() purges them, so that memory does not grow with the input.
+    router(brokers& b, const queue_names& queues, bool keep_messages)
+        : brokers_(b), queues_(queues.sorted.begin(), queues.sorted.end()), keep_messages_(keep_messages) {}
 
     static constexpr std::size_t batch_size = 4096;
 
     void publish(std::string_view exchange, warren::message msg) {
-        msg.body = std::to_string(results_.size());
+        msg.body = std::to_string(first_ + results_.size());
         results_.emplace_back();
+        warren::message copy = routing_copy(msg);
         try {
-            (void)broker_.publish(exchange, std::move(msg));
+            (void)brokers_.topology.publish(exchange, std::move(msg));
+            (void)brokers_.routes.publish(exchange, std::move(copy));
         } catch (const warren::error& e) {
             results_.back() = '!';
             results_.back() += e.name();
@@ -264,31 +459,53 @@ public:
     }
 
     [[nodiscard]] bool full() const noexcept { return results_.size() >= batch_size; }
-    [[nodiscard]] const std::vector<std::string>& queues() const noexcept { return queues_; }
 
     /// Prints one line per message published since the last flush.
     void flush(std::ostream& out) {
         if (results_.empty()) return;
         for (const std::string& queue : queues_) {
-            while (auto delivery = broker_.try_get(queue)) {
+            while (auto delivery = brokers_.routes.try_get(queue)) {
                 const std::string& body = delivery->body();
                 std::size_t index = 0;
                 (void)std::from_chars(body.data(), body.data() + body.size(), index);
-                std::string& line = results_[index];
+                std::string& line = results_[index - first_];
                 if (!line.empty()) line += ' ';
                 line += queue;
             }
+            if (!keep_messages_) (void)brokers_.topology.purge_queue(queue);
         }
         for (const std::string& line : results_) out << line << '\n';
         out.flush();
+        first_ += results_.size();
         results_.clear();
     }
 
 private:
-    warren::broker& broker_;
+    brokers& brokers_;
     std::vector<std::string> queues_; // sorted by byte value
+    bool keep_messages_;
+    std::size_t first_ = 0; // index of the batch's first message
     std::vector<std::string> results_;
 };
+
+/// --queues: prints `name TAB indices` per queue in declaration order, the indices in the
+/// order a consumer receives the messages. Drains the queues, one after the other, so a
+/// message that expires on reaching the head of one is dead-lettered only then.
+void print_queue_contents(warren::broker& broker, const queue_names& queues, std::ostream& out) {
+    // Every head due to expire (a TTL of 0) goes first, in every queue, so what a
+    // dead-letter queue holds does not depend on whether it is read before its source.
+    (void)broker.expire();
+    for (const std::string& queue : queues.in_declaration_order) {
+        out << queue << '\t';
+        const char* separator = "";
+        while (auto delivery = broker.try_get(queue)) {
+            out << separator << delivery->body(); // the body is the message's index
+            separator = " ";
+        }
+        out << '\n';
+    }
+    out.flush();
+}
 
 /// Whether the next read of `in` would find data without waiting. libstdc++ asks the OS
 /// (FIONREAD); where it cannot tell, the answer is "no", which costs only a smaller batch.
@@ -316,7 +533,7 @@ int route_stream(router& r, std::istream& in, std::ostream& out) {
 
 /// Publishes `messages` over and over for at least `minimum` of timed publishing; prints
 /// `messages=<n> ns_per_message=<x>`. See the file comment for what is timed.
-void bench(warren::broker& broker, const std::vector<std::string>& queues, const std::vector<message_spec>& messages,
+void bench(warren::broker& broker, const queue_names& queues, const std::vector<message_spec>& messages,
            std::ostream& out) {
     using clock = std::chrono::steady_clock;
     constexpr std::chrono::seconds minimum{1};
@@ -347,7 +564,7 @@ void bench(warren::broker& broker, const std::vector<std::string>& queues, const
             }
             timed += clock::now() - start;
             published += chunk;
-            for (const std::string& queue : queues) (void)broker.purge_queue(queue);
+            for (const std::string& queue : queues.in_declaration_order) (void)broker.purge_queue(queue);
         }
     }
     const double ns = published == 0 ? 0.0
@@ -356,9 +573,36 @@ void bench(warren::broker& broker, const std::vector<std::string>& queues, const
     out << "messages=" << published << " ns_per_message=" << std::fixed << std::setprecision(1) << ns << '\n';
 }
 
+/// --bench: reads every message first, so reading input is never timed; prints the output
+/// once, then times publishing.
+int run_bench(router& r, brokers& b, const queue_names& queues, bool show_queues) {
+    std::vector<message_spec> messages;
+    std::string line;
+    for (std::size_t number = 1; std::getline(std::cin, line); ++number) {
+        if (line.empty()) continue;
+        try {
+            messages.push_back(parse_message(line));
+        } catch (const input_error& e) {
+            std::cerr << "warren-route: <stdin>:" << number << ": " << e.reason << '\n';
+            return exit_bad_input;
+        }
+        // The body the router gives it, so the timed publishes are the same messages.
+        messages.back().message.body = std::to_string(messages.size() - 1);
+    }
+    for (const message_spec& spec : messages) {
+        r.publish(spec.exchange, spec.message);
+        if (r.full()) r.flush(std::cout);
+    }
+    r.flush(std::cout);
+    if (show_queues) print_queue_contents(b.topology, queues, std::cout);
+    bench(b.topology, queues, messages, std::cout);
+    return exit_ok;
+}
+
 int run(int argc, char** argv) {
     bool bench_mode = false;
     bool no_cache = false;
+    bool show_queues = false;
     const char* topology = nullptr;
     bool options_done = false;
     for (int i = 1; i < argc; ++i) {
@@ -371,6 +615,8 @@ int run(int argc, char** argv) {
             bench_mode = true;
         } else if (!options_done && arg == "--no-cache") {
             no_cache = true;
+        } else if (!options_done && arg == "--queues") {
+            show_queues = true;
         } else if (!options_done && arg == "--") {
             options_done = true;
         } else if (!options_done && arg.size() > 1 && arg.front() == '-') {
@@ -388,33 +634,19 @@ int run(int argc, char** argv) {
         return exit_bad_input;
     }
 
-    warren::broker broker;
-    if (no_cache) broker.set_routing_cache_capacity(0); // covers exchanges declared later too
-    std::set<std::string> declared;
-    if (const int status = load_topology(topology, broker, declared); status >= 0) return status;
-    router r(broker, std::vector<std::string>(declared.begin(), declared.end()));
-
-    if (!bench_mode) return route_stream(r, std::cin, std::cout);
-
-    // Load everything first, so reading input is never timed.
-    std::vector<message_spec> messages;
-    std::string line;
-    for (std::size_t number = 1; std::getline(std::cin, line); ++number) {
-        if (line.empty()) continue;
-        try {
-            messages.push_back(parse_message(line));
-        } catch (const input_error& e) {
-            std::cerr << "warren-route: <stdin>:" << number << ": " << e.reason << '\n';
-            return exit_bad_input;
-        }
+    brokers b;
+    if (no_cache) { // covers exchanges declared later too
+        b.topology.set_routing_cache_capacity(0);
+        b.routes.set_routing_cache_capacity(0);
     }
-    for (const message_spec& spec : messages) {
-        r.publish(spec.exchange, spec.message);
-        if (r.full()) r.flush(std::cout);
-    }
-    r.flush(std::cout);
-    bench(broker, r.queues(), messages, std::cout);
-    return exit_ok;
+    queue_names queues;
+    if (const int status = load_topology(topology, b, queues); status >= 0) return status;
+    router r(b, queues, show_queues);
+
+    if (bench_mode) return run_bench(r, b, queues, show_queues);
+    const int status = route_stream(r, std::cin, std::cout);
+    if (status == exit_ok && show_queues) print_queue_contents(b.topology, queues, std::cout);
+    return status;
 }
 
 } // namespace

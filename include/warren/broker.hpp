@@ -351,6 +351,7 @@ public:
         exchange_options options;
         std::unique_ptr<detail::exchange_base> impl; // null for the default exchange
         std::string alternate;                        // alternate-exchange argument, or empty
+        detail::ref_ptr<detail::shared_text<Policy>> shared_name; // carried by its messages
         std::uint32_t index = 0;
         bool deleted = false;
         bool had_binding = false;
@@ -548,6 +549,7 @@ void basic_broker<Message, Policy>::add_exchange(std::string_view name, std::str
     auto node = detail::make_ref<exchange_node>();
     node->name = std::string(name);
     node->type = std::string(type);
+    node->shared_name = detail::make_ref<detail::shared_text<Policy>>(node->name);
     node->options = options;
     if (!name.empty()) {
         node->impl = factory->second();
@@ -1031,7 +1033,7 @@ confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchan
         return outcome;
     }
     // One immutable node, shared by every queue that gets the message.
-    auto node = detail::make_ref<node_type>(std::move(msg), exchange.name, ttl);
+    auto node = detail::make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
     thread_local std::vector<pending_dead_letter> work;
     work.clear();
     enqueue(node, targets, outcome, work, nullptr);
@@ -1084,7 +1086,7 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
             const Message& original = letter.message->message;
             Message copy = original;
             detail::record_death(copy.properties.headers,
-                                 {letter.reason, letter.from->name(), letter.message->exchange, original.routing_key,
+                                 {letter.reason, letter.from->name(), letter.message->exchange_name(), original.routing_key,
                                   clock_->unix_seconds(), original.properties.expiration});
             copy.properties.expiration.reset();
             if (args.dead_letter_routing_key) {
@@ -1097,7 +1099,7 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
                 dlx.unroutable.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            auto node = detail::make_ref<node_type>(std::move(copy), dlx.name);
+            auto node = detail::make_ref<node_type>(std::move(copy), dlx.shared_name);
             confirmation ignored;
             enqueue(node, targets, ignored, work, &node->message.properties.headers);
         }

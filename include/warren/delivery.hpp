@@ -9,6 +9,7 @@
 
 #include "detail/message_node.hpp"
 #include "detail/ref_ptr.hpp"
+#include "detail/shared_text.hpp"
 #include "message.hpp"
 #include "policy.hpp"
 #include "properties.hpp"
@@ -69,13 +70,15 @@ public:
     /// Its AMQP properties, headers included.
     [[nodiscard]] const warren::properties& properties() const noexcept { return node_->message.properties; }
     /// The exchange it was published to ("" for the default exchange).
-    [[nodiscard]] const std::string& exchange() const noexcept { return node_->exchange; }
+    [[nodiscard]] const std::string& exchange() const noexcept { return node_->exchange_name(); }
     /// Whether it was delivered before and returned to the queue.
     [[nodiscard]] bool redelivered() const noexcept { return redelivered_; }
     /// Its tag, unique within its queue.
     [[nodiscard]] std::uint64_t delivery_tag() const noexcept { return tag_; }
     /// The consumer it went to; empty for a message taken with try_get.
-    [[nodiscard]] const std::string& consumer_tag() const noexcept { return consumer_tag_; }
+    [[nodiscard]] const std::string& consumer_tag() const noexcept {
+        return consumer_tag_ ? consumer_tag_->value : detail::empty_text();
+    }
     /// Whether this delivery still has to be acked, nacked or rejected.
     [[nodiscard]] bool pending() const noexcept { return static_cast<bool>(queue_); }
 
@@ -94,8 +97,10 @@ private:
     using node = detail::message_node<Message, Policy>;
     using queue = basic_queue<Message, Policy>;
 
+    using text = detail::shared_text<Policy>;
+
     basic_delivery(detail::ref_ptr<node> n, detail::ref_ptr<queue> q, std::uint64_t tag,
-                   bool redelivered, std::string consumer_tag)
+                   bool redelivered, detail::ref_ptr<text> consumer_tag)
         : node_(std::move(n)), queue_(std::move(q)), tag_(tag), redelivered_(redelivered),
           consumer_tag_(std::move(consumer_tag)) {}
 
@@ -103,7 +108,7 @@ private:
     detail::ref_ptr<queue> queue_; // set while a manual delivery is unsettled
     std::uint64_t tag_ = 0;
     bool redelivered_ = false;
-    std::string consumer_tag_;
+    detail::ref_ptr<text> consumer_tag_; // empty for a get
 };
 
 } // namespace warren

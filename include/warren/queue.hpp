@@ -95,10 +95,12 @@ public:
     /// A consumer: its options, its callback and its bookkeeping.
     struct consumer : detail::ref_counted<Policy> {
         consumer(std::uint64_t consumer_id, consumer_options opts, callback_type fn)
-            : id(consumer_id), options(std::move(opts)), callback(std::move(fn)) {}
+            : id(consumer_id), options(std::move(opts)), callback(std::move(fn)),
+              tag(detail::make_ref<detail::shared_text<Policy>>(options.tag)) {}
         std::uint64_t id; // ascending in subscription order
         consumer_options options;
         callback_type callback;
+        detail::ref_ptr<detail::shared_text<Policy>> tag; // shared with its deliveries
         std::uint32_t unacked = 0;
         bool busy = false;        // its callback is running: never run it twice at once
         bool blocked = false;     // sat out at its prefetch limit; rejoins at the back when freed
@@ -204,8 +206,8 @@ public:
     [[nodiscard]] std::optional<delivery_type> try_get_for(std::chrono::duration<Rep, Period> timeout, ack_mode mode);
 
     /// Adds a consumer. Throws access_refused (403) when an exclusive consumer holds the
-    /// queue or `options.exclusive` is asked of a queue that has consumers, and
-    /// not_allowed (530) when the tag is already in use on this queue.
+    /// queue or `options.exclusive` is asked of a queue that has consumers or
+    /// x-single-active-consumer, and not_allowed (530) when the tag is already in use on this queue.
     detail::ref_ptr<consumer> add_consumer(std::uint64_t id, consumer_options options, callback_type callback);
 
     /// Ends a consumer: its unacknowledged messages return to the queue (one whose
@@ -228,8 +230,9 @@ public:
     /// ignores settlements, as RabbitMQ does.
     void settle(std::uint64_t tag, bool multiple, bool ack, bool requeue);
 
-    /// Removes the expired messages at the head (of each priority), as RabbitMQ does:
-    /// a message whose TTL passed behind one that has not waits until it reaches the head.
+    /// Removes the expired messages at the head, as RabbitMQ does: a message whose TTL
+    /// passed behind one that has not (of its own priority or a higher one) waits until
+    /// it reaches the head.
     /// Returns how many expired.
     std::size_t expire();
     /// Whether it can hold expiring messages (x-message-ttl, or one with an expiration).
@@ -293,7 +296,7 @@ private:
     }
 
     [[nodiscard]] delivery_type hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
-                                         const std::string& consumer_tag);
+                                         const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag);
     [[nodiscard]] consumer* find_consumer(std::uint64_t id) noexcept;
     [[nodiscard]] const consumer* single_active() const noexcept;
     [[nodiscard]] bool can_take(consumer& c) noexcept;
@@ -381,11 +384,14 @@ template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::expire_heads(dead_letters& dead) {
     if (!may_expire_ || ready_count_ == 0) return;
     const time_point now = clock_->now();
+    // Only at the queue's head, the next message a consumer would get: a lower priority
+    // is reached only once every higher one is empty (rabbit_priority_queue:dropwhile).
     for (std::size_t level = levels_.size(); level-- > 0;) {
         auto& ready = levels_[level];
         while (!ready.empty() && ready.front().expires <= now) {
             let_go(take_from(level).message, death_reason::expired, dead);
         }
+        if (!ready.empty()) break;
     }
 }
 
@@ -437,7 +443,8 @@ std::size_t basic_queue<Message, Policy>::expire() {
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
-                                            const std::string& consumer_tag) -> delivery_type {
+                                            const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag)
+    -> delivery_type {
     const std::uint64_t tag = ++last_tag_;
     ++counters_.delivered;
     const bool redelivered = entry.redelivered;
@@ -461,7 +468,7 @@ auto basic_queue<Message, Policy>::try_get(ack_mode mode) -> std::optional<deliv
         if (closed_) return std::nullopt;
         if (arguments_.expires) last_used_ = clock_->now();
         expire_heads(dead);
-        if (ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, std::string()));
+        if (ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
     }
     hand_over(dead);
     return got;
@@ -482,12 +489,12 @@ auto basic_queue<Message, Policy>::try_get_for(std::chrono::duration<Rep, Period
         while (!closed_) {
             expire_heads(dead);
             if (ready_count_ > 0) {
-                got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, std::string()));
+                got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
                 break;
             }
             if (available_.wait_until(lock, deadline) == std::cv_status::timeout) {
                 expire_heads(dead);
-                if (!closed_ && ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, std::string()));
+                if (!closed_ && ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
                 break;
             }
         }
@@ -507,7 +514,10 @@ auto basic_queue<Message, Policy>::add_consumer(std::uint64_t id, consumer_optio
     if (closed_) detail::raise(reply_code::not_found, "no queue " + detail::quoted(name_));
     const bool held_exclusively = std::any_of(consumers_.begin(), consumers_.end(),
                                               [](const auto& c) { return c->options.exclusive; });
-    if (held_exclusively || (options.exclusive && !consumers_.empty())) {
+    // A single-active-consumer queue refuses exclusive consumers outright, as RabbitMQ does
+    // (rabbit_amqqueue_process: exclusive_consume_unavailable).
+    if (held_exclusively ||
+        (options.exclusive && (!consumers_.empty() || arguments_.single_active_consumer))) {
         detail::raise(reply_code::access_refused, "queue " + detail::quoted(name_) + " in exclusive use");
     }
     for (const auto& c : consumers_) {
@@ -630,7 +640,7 @@ auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_call
             const bool manual = c.options.ack == ack_mode::manual;
             c.busy = true;
             if constexpr (Policy::thread_safe) c.runner = std::this_thread::get_id();
-            delivery_type d = hand_out(take_head(), c.id, manual, c.options.tag);
+            delivery_type d = hand_out(take_head(), c.id, manual, c.tag);
             if (manual) {
                 ++c.unacked;
                 c.in_flight = d.delivery_tag();

@@ -69,15 +69,18 @@ public:
               "invalid arg " + detail::quoted(key) + " for queue " + detail::quoted(queue_) + ": " + why);
     }
 
-    /// An integer argument; `minimum` is 0 or 1 (x-expires refuses zero).
-    std::optional<std::int64_t> integer(std::string_view key, std::int64_t minimum, std::int64_t maximum) const {
+    /// An integer argument; `minimum` is 0 or 1 (x-expires refuses zero). Above `maximum`
+    /// it is refused as `{<too_large>,N}`: RabbitMQ says value_too_large for TTLs
+    /// (rabbit_misc:check_expiry) and max_value_exceeded for x-max-priority.
+    std::optional<std::int64_t> integer(std::string_view key, std::int64_t minimum, std::int64_t maximum,
+                                        std::string_view too_large = "value_too_large") const {
         const field_value* value = args_.find(key);
         if (value == nullptr) return std::nullopt;
         const std::int64_t* n = value->get_if<std::int64_t>();
         if (n == nullptr) invalid(key, std::string("{unacceptable_type,") + amqp_type_name(*value) + "}");
         if (*n < 0) invalid(key, "{value_negative," + std::to_string(*n) + "}");
         if (*n < minimum) invalid(key, "{value_zero," + std::to_string(*n) + "}");
-        if (*n > maximum) invalid(key, "{value_too_large," + std::to_string(*n) + "," + std::to_string(maximum) + "}");
+        if (*n > maximum) invalid(key, "{" + std::string(too_large) + "," + std::to_string(*n) + "}");
         return *n;
     }
     std::optional<std::string> text(std::string_view key) const {
@@ -108,22 +111,26 @@ inline queue_arguments queue_arguments::parse(const field_table& args, std::stri
     constexpr std::int64_t max_timer = 315'360'000'000; // ten years in ms
     constexpr std::int64_t no_limit = INT64_MAX;
     queue_arguments parsed;
-    if (auto ttl = read.integer("x-message-ttl", 0, max_timer)) parsed.message_ttl = std::chrono::milliseconds(*ttl);
+    // Checked in the order of rabbit_amqqueue:declare_args(), so that of several invalid
+    // arguments the same one is reported.
     if (auto expires = read.integer("x-expires", 1, max_timer)) parsed.expires = std::chrono::milliseconds(*expires);
-    if (auto n = read.integer("x-max-length", 0, no_limit)) parsed.max_length = static_cast<std::uint64_t>(*n);
-    if (auto n = read.integer("x-max-length-bytes", 0, no_limit)) parsed.max_length_bytes = static_cast<std::uint64_t>(*n);
-    if (auto mode = read.text("x-overflow")) {
-        if (*mode == "drop-head") parsed.overflow = overflow_mode::drop_head;
-        else if (*mode == "reject-publish") parsed.overflow = overflow_mode::reject_publish;
-        else if (*mode == "reject-publish-dlx") parsed.overflow = overflow_mode::reject_publish_dlx;
-        else read.invalid("x-overflow", "{invalid_overflow," + detail::quoted(*mode) + "}");
-    }
+    if (auto ttl = read.integer("x-message-ttl", 0, max_timer)) parsed.message_ttl = std::chrono::milliseconds(*ttl);
     parsed.dead_letter_exchange = read.text("x-dead-letter-exchange");
     parsed.dead_letter_routing_key = read.text("x-dead-letter-routing-key");
     if (parsed.dead_letter_routing_key && !parsed.dead_letter_exchange) {
         read.invalid("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined");
     }
-    if (auto p = read.integer("x-max-priority", 0, 255)) parsed.max_priority = static_cast<std::uint8_t>(*p);
+    if (auto n = read.integer("x-max-length", 0, no_limit)) parsed.max_length = static_cast<std::uint64_t>(*n);
+    if (auto n = read.integer("x-max-length-bytes", 0, no_limit)) parsed.max_length_bytes = static_cast<std::uint64_t>(*n);
+    if (auto p = read.integer("x-max-priority", 0, 255, "max_value_exceeded")) {
+        parsed.max_priority = static_cast<std::uint8_t>(*p);
+    }
+    if (auto mode = read.text("x-overflow")) {
+        if (*mode == "drop-head") parsed.overflow = overflow_mode::drop_head;
+        else if (*mode == "reject-publish") parsed.overflow = overflow_mode::reject_publish;
+        else if (*mode == "reject-publish-dlx") parsed.overflow = overflow_mode::reject_publish_dlx;
+        else read.invalid("x-overflow", "invalid_overflow"); // RabbitMQ names no value
+    }
     if (auto sac = read.boolean("x-single-active-consumer")) parsed.single_active_consumer = *sac;
     return parsed;
 }

@@ -2,6 +2,7 @@
 /// @file detail/expiration.hpp
 /// The per-message TTL of the AMQP `expiration` property, read as RabbitMQ reads it.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -18,21 +19,25 @@ inline std::chrono::milliseconds parse_expiration(std::string_view text) {
     auto refuse = [&](const std::string& why) {
         raise(reply_code::precondition_failed, "invalid expiration " + detail::quoted(text) + ": " + why);
     };
+    // RabbitMQ's limit for TTLs (rabbit_misc:check_expiry), as for x-message-ttl.
+    constexpr std::int64_t max_timer = 315'360'000'000; // ten years in ms
     std::size_t i = 0;
     const bool negative = !text.empty() && text[0] == '-';
     if (!text.empty() && (text[0] == '-' || text[0] == '+')) ++i;
     const std::size_t digits_start = i;
     std::int64_t value = 0;
-    bool saturated = false;
     for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-        const int digit = text[i] - '0';
-        if (value > (INT64_MAX - digit) / 10) saturated = true;
-        else value = value * 10 + digit;
+        if (value <= max_timer) value = value * 10 + (text[i] - '0'); // stops growing past the limit
     }
     if (i == digits_start) refuse("no_integer");
-    if (i != text.size()) refuse("{leftover_string," + detail::quoted(text.substr(i)) + "}");
-    if (negative && value != 0) refuse("{value_negative,-" + std::to_string(value) + "}");
-    if (saturated) return std::chrono::milliseconds::max();
+    // Erlang prints the leftover, a list, in double quotes: {leftover_string,"ms"}.
+    if (i != text.size()) refuse("{leftover_string,\"" + std::string(text.substr(i)) + "\"}");
+    if (value == 0) return std::chrono::milliseconds(0); // "-0" too
+    // The number as Erlang prints it: no sign of its own, no leading zeros.
+    std::string_view digits = text.substr(digits_start, i - digits_start);
+    digits.remove_prefix(std::min(digits.find_first_not_of('0'), digits.size()));
+    if (negative) refuse("{value_negative,-" + std::string(digits) + "}");
+    if (value > max_timer) refuse("{value_too_large," + std::string(digits) + "}");
     return std::chrono::milliseconds(value);
 }
 
