@@ -149,9 +149,12 @@ struct consumer_error {
 /// Delivery: messages wait in queues until taken with try_get() or pushed to subscribers by
 /// dispatch(). dispatch() serves queues round robin in declaration order, one message per
 /// queue per turn, going on from where the previous call stopped, until no consumer can
-/// take more or the budget is spent. Within a queue, consumers take turns as in RabbitMQ:
-/// the one served goes to the back of the rotation, a new one joins at the back, and one
-/// at its prefetch limit sits out until an ack frees it, then rejoins at the back.
+/// take more or the budget (a message count, and with dispatch_until() a deadline) is
+/// spent. Within a queue, the highest-priority consumers that can take a message are
+/// served, taking turns as in RabbitMQ: the one served goes to the back of the rotation, a
+/// new one joins at the back, and one at its prefetch limit sits out until an ack frees
+/// it, then rejoins at the back. The order depends only on what was declared, subscribed,
+/// published and settled, never on timing, so a simulation replays identically.
 ///
 /// A callback that throws: if its delivery was still pending (manual ack, not settled or
 /// moved away), the message is rejected without requeue, so a poison message is not
@@ -273,6 +276,13 @@ public:
     /// Applies time first (see expire()) when a queue can hold expiring messages or has
     /// x-expires.
     std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max());
+    /// Like dispatch(), but also stops once the broker's clock reads `deadline` or later.
+    /// The clock is read before each delivery, so a frame's drain overruns its deadline by
+    /// at most one callback; a deadline already past delivers nothing.
+    std::size_t dispatch_until(clock::time_point deadline,
+                               std::size_t max_messages = std::numeric_limits<std::size_t>::max());
+    /// dispatch_until(now + budget), with now read from the broker's clock.
+    std::size_t dispatch_for(clock::duration budget, std::size_t max_messages = std::numeric_limits<std::size_t>::max());
 
     /// Applies the passage of time: removes the expired messages at the heads of queues
     /// (dead-lettering them where the queue has a dead-letter exchange) and deletes the
@@ -409,6 +419,7 @@ private:
     void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
     void delete_auto_delete_queue(queue_type& queue) noexcept;
     bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
+    std::size_t dispatch_some(std::size_t max_messages, const clock::time_point* deadline);
 
     void add_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
     void remove_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
@@ -727,6 +738,17 @@ auto basic_broker<Message, Policy>::find_queue_ref(std::string_view name) const 
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, const queue_delete_options& options) {
+    {
+        // Expired heads go first, as RabbitMQ's TTL timer would have removed them (and
+        // if_empty must not count them); not under the unique lock, which routing their
+        // dead letters would need.
+        detail::ref_ptr<queue_type> queue;
+        {
+            shared_lock lock(topology_);
+            if (auto it = queue_by_name_.find(name); it != queue_by_name_.end()) queue = queues_[it->second].queue;
+        }
+        if (queue) queue->expire();
+    }
     unique_lock lock(topology_);
     auto it = queue_by_name_.find(name);
     if (it == queue_by_name_.end()) return 0;
@@ -760,7 +782,9 @@ std::vector<std::function<void()>> basic_broker<Message, Policy>::delete_queue_l
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::purge_queue(std::string_view name) {
-    return find_queue_ref(name)->purge();
+    auto queue = find_queue_ref(name);
+    queue->expire(); // expired heads are not purged: RabbitMQ's TTL timer removed them
+    return queue->purge();
 }
 
 template <message_type Message, threading_policy Policy>
@@ -1276,6 +1300,22 @@ bool basic_broker<Message, Policy>::run_callback(typename queue_type::pending_ca
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::dispatch(std::size_t max_messages) {
+    return dispatch_some(max_messages, nullptr);
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::dispatch_until(clock::time_point deadline, std::size_t max_messages) {
+    return dispatch_some(max_messages, &deadline);
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::dispatch_for(clock::duration budget, std::size_t max_messages) {
+    const clock::time_point deadline = clock_->now() + budget;
+    return dispatch_some(max_messages, &deadline);
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_messages, const clock::time_point* deadline) {
     if (timed_queues_.load(std::memory_order_relaxed) > 0 || expiring_messages_.load(std::memory_order_relaxed)) {
         expire(); // what RabbitMQ's timers would have done by now
     }
@@ -1292,6 +1332,7 @@ std::size_t basic_broker<Message, Policy>::dispatch(std::size_t max_messages) {
     std::size_t delivered = 0;
     std::size_t idle = 0; // queues in a row that had nothing to deliver
     while (delivered < max_messages && idle < n) {
+        if (deadline != nullptr && clock_->now() >= *deadline) break;
         queue_type& queue = *list->queues[next];
         next = next + 1 == n ? 0 : next + 1;
         auto pending = queue.next_callback();
