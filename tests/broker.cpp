@@ -361,9 +361,9 @@ TEMPLATE_TEST_CASE("broker: redeclaring a queue differently is precondition_fail
               "is 'false'");
     }
     SECTION("arguments that change behaviour, named in the message") {
-        other.arguments.set("x-queue-type", "classic");
+        other.arguments.set("x-max-length", 10);
         CHECK(error_of([&] { (void)b.declare_queue("q", other); }) ==
-              "406 PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q': received 'classic' but "
+              "406 PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q': received '10' but "
               "current is none");
     }
     SECTION("other arguments are accepted, as in RabbitMQ") {

@@ -187,8 +187,10 @@ public:
     /// Makes a broker whose time comes from `time`, e.g. a manual_clock, which must
     /// outlive it.
     explicit basic_broker(const clock& time);
-    /// Deletes every queue (their consumers end) and exchange.
-    ~basic_broker();
+    /// Deletes every queue (their consumers end) and exchange. Virtual only because the
+    /// class has a virtual function (its queues' host): clang warns when a unique_ptr
+    /// deletes a non-final class that has one and no virtual destructor.
+    virtual ~basic_broker();
     basic_broker(const basic_broker&) = delete;
     basic_broker& operator=(const basic_broker&) = delete;
 
@@ -245,13 +247,28 @@ public:
     /// the broker). Alternate exchanges are followed as in RabbitMQ; a message an alternate
     /// exchange routes counts as routed. Unknown exchange: not_found (404); internal
     /// exchange: access_refused (403); key over 255 bytes: precondition_failed.
-    [[nodiscard]] std::size_t publish(std::string_view exchange, Message msg, publish_options options = {});
+    [[nodiscard]] std::size_t publish(std::string_view exchange, Message&& msg, publish_options options = {}) {
+        return publish_named(exchange, msg, options).routed;
+    }
+    /// Publishes a copy of `msg`.
+    [[nodiscard]] std::size_t publish(std::string_view exchange, const Message& msg, publish_options options = {}) {
+        Message copy(msg);
+        return publish_named(exchange, copy, options).routed;
+    }
     /// Publishes as publish() does and reports what a publisher in AMQP confirm mode
     /// learns: ack, or nack when a queue refused the message at its length limit
     /// (x-overflow reject-publish or reject-publish-dlx). A mandatory message that no queue
     /// took has gone to the return handler before this returns, as basic.return comes
     /// before basic.ack. Errors as for publish().
-    [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, Message msg, publish_options options = {});
+    [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, Message&& msg, publish_options options = {}) {
+        return publish_named(exchange, msg, options);
+    }
+    /// Publishes a copy of `msg` and reports the confirm.
+    [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, const Message& msg,
+                                                 publish_options options = {}) {
+        Message copy(msg);
+        return publish_named(exchange, copy, options);
+    }
     /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
     [[nodiscard]] publisher make_publisher(std::string_view exchange);
 
@@ -366,6 +383,7 @@ public:
         bool deleted = false;
         bool had_binding = false;
         std::size_t binding_count = 0;
+        std::size_t exchange_targets = 0; // bindings to other exchanges
         std::unordered_map<std::string, std::vector<binding>> bindings; // by key
         std::vector<incoming_binding> incoming;                          // as a destination
         // Counters; relaxed atomics under multi_threaded, plain integers otherwise.
@@ -405,7 +423,10 @@ private:
         death_reason reason;
     };
 
-    confirmation publish_to(exchange_node& exchange, Message&& msg, publish_options options);
+    /// Publishes `msg`, moving from it. (The public overloads take it by rvalue or copy
+    /// it, so a message is moved once on its way into the queue.)
+    confirmation publish_named(std::string_view exchange, Message& msg, publish_options options);
+    confirmation publish_to(exchange_node& exchange, Message& msg, publish_options options);
     /// Routes and enqueues; an unroutable message stays in `msg` for the caller to return.
     confirmation publish_locked(exchange_node& exchange, Message& msg);
     confirmation finish_publish(confirmation outcome, exchange_node& exchange, Message& msg, publish_options options);
@@ -428,8 +449,10 @@ private:
     void drop_incoming(destination target);
     void drop_outgoing(exchange_node& exchange);
     void delete_exchange_locked(exchange_node& exchange);
-    /// Returns the on_cancel notifications of the consumers it ended.
-    [[nodiscard]] std::vector<std::function<void()>> delete_queue_locked(std::uint32_t index);
+    /// Returns the on_cancel notifications of the consumers it ended; sets `ready_dropped`
+    /// (if given) to the ready messages the queue held when it closed.
+    [[nodiscard]] std::vector<std::function<void()>> delete_queue_locked(std::uint32_t index,
+                                                                         std::size_t* ready_dropped = nullptr);
     void maybe_auto_delete(exchange_node& exchange);
     void rebuild_queue_list();
 
@@ -696,8 +719,23 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
             check("durable", options.durable, current.durable);
             check("exclusive", options.exclusive, current.exclusive);
             check("auto_delete", options.auto_delete, current.auto_delete);
-            detail::check_equivalent_arguments(options.arguments, current.arguments, detail::queue_equivalence_keys,
-                                               "queue " + detail::quoted(name));
+            // A classic queue need not carry x-queue-type: none and 'classic' are one
+            // (RabbitMQ's rabbit_amqqueue, rabbitmq-common#341).
+            auto classic = [](const field_table& args) {
+                const field_value* type = args.find("x-queue-type");
+                return type == nullptr || (type->get_if<std::string>() != nullptr && *type->get_if<std::string>() == "classic");
+            };
+            if (classic(options.arguments) && classic(current.arguments)) {
+                field_table received = options.arguments;
+                field_table existing = current.arguments;
+                received.erase("x-queue-type");
+                existing.erase("x-queue-type");
+                detail::check_equivalent_arguments(received, existing, detail::queue_equivalence_keys,
+                                                   "queue " + detail::quoted(name));
+            } else {
+                detail::check_equivalent_arguments(options.arguments, current.arguments, detail::queue_equivalence_keys,
+                                                   "queue " + detail::quoted(name));
+            }
             queues_[it->second].queue->touch(); // a redeclare is a use, for x-expires
             return std::string(name);
         }
@@ -759,15 +797,18 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
     if (options.if_empty && queue.message_count() > 0) {
         detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " not empty");
     }
-    const std::size_t dropped = queue.message_count();
-    auto notifications = delete_queue_locked(it->second);
+    // Counted as the queue closes: consumers and gets on other threads take messages
+    // without the topology lock until then.
+    std::size_t dropped = 0;
+    auto notifications = delete_queue_locked(it->second, &dropped);
     lock.unlock();
     for (auto& notify : notifications) notify(); // AMQP's basic.cancel, outside the lock
     return dropped;
 }
 
 template <message_type Message, threading_policy Policy>
-std::vector<std::function<void()>> basic_broker<Message, Policy>::delete_queue_locked(std::uint32_t index) {
+std::vector<std::function<void()>> basic_broker<Message, Policy>::delete_queue_locked(std::uint32_t index,
+                                                                                    std::size_t* ready_dropped) {
     detail::ref_ptr<queue_type> queue = std::move(queues_[index].queue);
     const queue_arguments& args = queue->arguments();
     if (args.message_ttl || args.expires) timed_queues_.fetch_sub(1, std::memory_order_relaxed);
@@ -777,7 +818,7 @@ std::vector<std::function<void()>> basic_broker<Message, Policy>::delete_queue_l
     queue_by_name_.erase(queue_by_name_.find(std::string_view(queue->name())));
     declared_order_.erase(std::find(declared_order_.begin(), declared_order_.end(), queue));
     rebuild_queue_list();
-    return queue->close();
+    return queue->close(ready_dropped);
 }
 
 template <message_type Message, threading_policy Policy>
@@ -861,6 +902,7 @@ void basic_broker<Message, Policy>::add_binding(destination target, exchange_nod
     source.impl->bind(target, key, args); // may refuse the arguments; nothing changed yet
     targets.push_back(binding{target, args});
     ++source.binding_count;
+    if (target.type() == destination::kind::exchange) ++source.exchange_targets;
     source.had_binding = true;
     incoming_of(target).push_back(incoming_binding{source.index, std::string(key), args});
 }
@@ -878,6 +920,7 @@ bool basic_broker<Message, Policy>::erase_binding(exchange_node& source, destina
     targets.erase(it);
     if (targets.empty()) source.bindings.erase(slot);
     --source.binding_count;
+    if (target.type() == destination::kind::exchange) --source.exchange_targets;
     return true;
 }
 
@@ -917,6 +960,7 @@ void basic_broker<Message, Policy>::drop_outgoing(exchange_node& exchange) {
     }
     exchange.bindings.clear();
     exchange.binding_count = 0;
+    exchange.exchange_targets = 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -932,13 +976,23 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
         }
         return;
     }
+    thread_local destination_list found;
+    found.clear();
+    if (exchange.exchange_targets == 0 && exchange.alternate.empty()) {
+        // Bound to queues only: one exchange's own route is the answer.
+        exchange.impl->route(view, found);
+        out = found.storage();
+        if (out.size() > 1) {
+            std::sort(out.begin(), out.end());
+            out.erase(std::unique(out.begin(), out.end()), out.end());
+        }
+        return;
+    }
     // Walk the exchanges the message reaches, as RabbitMQ's rabbit_exchange:route does:
     // each exchange at most once (that ends cycles), and an exchange whose own bindings
     // match nothing hands the message to its alternate exchange, if that exists.
-    thread_local destination_list found;
     thread_local std::vector<std::uint32_t> seen;
     thread_local std::vector<std::uint32_t> pending;
-    found.clear();
     seen.assign(1, exchange.index);
     pending.assign(1, exchange.index);
     auto enqueue = [](std::uint32_t index) {
@@ -972,13 +1026,8 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::publish(std::string_view exchange, Message msg, publish_options options) {
-    return publish_confirmed(exchange, std::move(msg), options).routed;
-}
-
-template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::publish_confirmed(std::string_view exchange, Message msg,
-                                                             publish_options options) {
+confirmation basic_broker<Message, Policy>::publish_named(std::string_view exchange, Message& msg,
+                                                         publish_options options) {
     detail::ref_ptr<exchange_node> node;
     confirmation outcome;
     {
@@ -990,7 +1039,7 @@ confirmation basic_broker<Message, Policy>::publish_confirmed(std::string_view e
 }
 
 template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message&& msg, publish_options options) {
+confirmation basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message& msg, publish_options options) {
     confirmation outcome;
     {
         shared_lock lock(topology_);
@@ -1210,14 +1259,20 @@ std::size_t basic_broker<Message, Policy>::expire() {
         unused = unused || queue->unused_too_long(now);
     }
     if (unused) { // x-expires: delete the queues unused for too long
-        unique_lock lock(topology_);
-        for (const auto& queue : list->queues) {
-            if (!queue->unused_too_long(now)) continue;
-            if (auto it = queue_by_name_.find(std::string_view(queue->name()));
-                it != queue_by_name_.end() && queues_[it->second].queue == queue) {
-                (void)delete_queue_locked(it->second); // unused: it has no consumers
+        std::vector<std::function<void()>> notifications;
+        {
+            unique_lock lock(topology_);
+            for (const auto& queue : list->queues) {
+                if (!queue->unused_too_long(now)) continue;
+                if (auto it = queue_by_name_.find(std::string_view(queue->name()));
+                    it != queue_by_name_.end() && queues_[it->second].queue == queue) {
+                    // Unused, but another thread may subscribe between that check and the
+                    // deletion: that consumer is told, as by delete_queue.
+                    for (auto& notify : delete_queue_locked(it->second)) notifications.push_back(std::move(notify));
+                }
             }
         }
+        for (auto& notify : notifications) notify();
     }
     return expired;
 }
@@ -1261,11 +1316,18 @@ auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback f
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::delete_auto_delete_queue(queue_type& queue) noexcept {
-    unique_lock lock(topology_);
-    if (auto it = queue_by_name_.find(std::string_view(queue.name()));
-        it != queue_by_name_.end() && queues_[it->second].queue.get() == &queue) {
-        (void)delete_queue_locked(it->second); // it has no consumers left to notify
+    std::vector<std::function<void()>> notifications;
+    {
+        unique_lock lock(topology_);
+        // Another thread may have subscribed since the last consumer left: then the queue
+        // is in use again and stays, as in RabbitMQ.
+        if (auto it = queue_by_name_.find(std::string_view(queue.name()));
+            it != queue_by_name_.end() && queues_[it->second].queue.get() == &queue && queue.consumer_count() == 0) {
+            notifications = delete_queue_locked(it->second);
+        }
     }
+    // One that subscribed between that check and the deletion is told, as by delete_queue.
+    for (auto& notify : notifications) notify();
 }
 
 template <message_type Message, threading_policy Policy>

@@ -255,8 +255,9 @@ public:
     /// Drops every ready message; returns how many.
     std::size_t purge();
     /// Deletes the queue: drops its messages, ends its consumers. Returns the on_cancel
-    /// notifications of the consumers it ended, for the caller to run unlocked.
-    std::vector<std::function<void()>> close();
+    /// notifications of the consumers it ended, for the caller to run unlocked, and sets
+    /// `ready_dropped` (if given) to the ready messages it dropped, counted under its lock.
+    std::vector<std::function<void()>> close(std::size_t* ready_dropped = nullptr);
 
 private:
     struct ready_entry {
@@ -541,9 +542,12 @@ auto basic_queue<Message, Policy>::find_consumer(std::uint64_t id) noexcept -> c
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::single_active() const noexcept -> const consumer* {
     // The earliest subscription still standing: RabbitMQ 3.10 hands over in that order.
+    // One being cancelled stays listed while cancel() waits for its running callback; it
+    // keeps the place (taking nothing) until its unacked messages are back, so the next
+    // consumer starts with them, in order, as RabbitMQ's requeue-then-hand-over does.
     const consumer* active = nullptr;
     for (const auto& c : consumers_) {
-        if (!c->cancelled && (active == nullptr || c->id < active->id)) active = c.get();
+        if (active == nullptr || c->id < active->id) active = c.get();
     }
     return active;
 }
@@ -586,7 +590,10 @@ auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id) -> cancel_r
         }
         drop_settled_front();
         drop_head_while_over_limit(dead);
-        consumers_.erase(it);
+        // Releasing its messages may have moved it in the rotation (unblock): `it` may now
+        // point at another consumer, so find it again.
+        consumers_.erase(
+            std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x.get() == &c; }));
         if (consumers_.empty() && arguments_.expires) last_used_ = clock_->now();
         result = {true, consumers_.empty()};
     }
@@ -771,11 +778,12 @@ std::size_t basic_queue<Message, Policy>::purge() {
 }
 
 template <class Message, threading_policy Policy>
-std::vector<std::function<void()>> basic_queue<Message, Policy>::close() {
+std::vector<std::function<void()>> basic_queue<Message, Policy>::close(std::size_t* ready_dropped) {
     std::lock_guard lock(mutex_);
     std::vector<std::function<void()>> notifications;
     if (closed_) return notifications;
     closed_ = true;
+    if (ready_dropped != nullptr) *ready_dropped = ready_count_;
     counters_.purged += ready_count_ + unacked_count_;
     for (auto& ready : levels_) ready.clear();
     ready_count_ = 0;

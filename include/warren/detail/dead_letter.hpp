@@ -2,6 +2,7 @@
 /// @file detail/dead_letter.hpp
 /// The x-death header and dead-letter cycle detection, as RabbitMQ's rabbit_dead_letter has them.
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,18 +63,27 @@ inline void record_death(field_table& headers, const death_event& event) {
     const field_value* existing = headers.find("x-death");
     const field_array* deaths = existing == nullptr ? nullptr : existing->get_if<field_array>();
     if (deaths == nullptr) {
-        headers.set("x-first-death-reason", std::string(to_string(event.reason)));
-        headers.set("x-first-death-queue", std::string(event.queue));
-        headers.set("x-first-death-exchange", std::string(event.exchange));
+        // An x-death that is not an array (a client rewrote it) is only reset: RabbitMQ
+        // writes the first-death headers when there was no x-death at all.
+        if (existing == nullptr) {
+            headers.set("x-first-death-reason", std::string(to_string(event.reason)));
+            headers.set("x-first-death-queue", std::string(event.queue));
+            headers.set("x-first-death-exchange", std::string(event.exchange));
+        }
         headers.set("x-death", field_array{field_value(std::move(entry))});
         return;
     }
     // Entries of the same queue and reason are merged (older RabbitMQs wrote several).
+    // RabbitMQ 3.10 groups them with a fold that prepends, so the earlier entries come out
+    // reversed whenever there are two or more; warren keeps that order, since cycle
+    // detection reads it (after deaths in q1, q2, q3 the header lists q3, q1, q2).
     field_array updated;
     updated.reserve(deaths->size() + 1);
     updated.emplace_back(); // the front slot, filled below
     std::optional<field_table> merged;
-    for (const field_value& item : *deaths) {
+    field_array earlier(*deaths);
+    if (earlier.size() >= 2) std::reverse(earlier.begin(), earlier.end());
+    for (const field_value& item : earlier) {
         const field_table* death = item.get_if<field_table>();
         const std::string* queue = death == nullptr ? nullptr : string_field(*death, "queue");
         const std::string* reason = death == nullptr ? nullptr : string_field(*death, "reason");
