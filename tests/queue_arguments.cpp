@@ -130,7 +130,7 @@ TEMPLATE_TEST_CASE("queue arguments: x-overflow is drop-head, reject-publish or 
                                           {1, "{unacceptable_type,long}"}});
 }
 
-TEMPLATE_TEST_CASE("queue arguments: x-dead-letter-exchange is a string; the exchange need not exist yet "
+TEMPLATE_TEST_CASE("queue arguments: x-dead-letter-exchange is a string, and the exchange need not exist yet "
                    "(RabbitMQ dlx.html)",
                    "[queue_arguments]", warren::broker, warren::concurrent_broker) {
     check_values<TestType>("x-dead-letter-exchange", {{"", ""},

@@ -371,7 +371,7 @@ TEMPLATE_TEST_CASE("single active consumer: failover follows subscription order,
     }
 }
 
-TEMPLATE_TEST_CASE("single active consumer: the active consumer ending itself in its callback hands over; "
+TEMPLATE_TEST_CASE("single active consumer: the active consumer ending itself in its callback hands over, "
                    "the unsettled in-flight message returns first",
                    "[consumer][sac][reentrancy]", warren::broker, warren::concurrent_broker) {
     using delivery = typename TestType::delivery;
