@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every warren check:
-#   gcc    g++ RelWithDebInfo, -Werror: unit tests, header self-containment,
+#   gcc    g++ Release, -Werror: unit tests, header self-containment,
 #          README example, examples
 #   clang  clang++ Debug, -Werror: the same
 #   asan   clang++ with AddressSanitizer + UndefinedBehaviorSanitizer
@@ -8,8 +8,9 @@
 #   fuzz   clang++ libFuzzer: topic matcher against a reference matcher, seeds replayed,
 #          then WARREN_FUZZ_SECONDS (default 60) of fuzzing from the seeds (fuzz/run.sh)
 #   cmake consumers: find_package / add_subdirectory / FetchContent
-#   rabbitmq  routing differential test: warren against a real RabbitMQ (a private
-#          rabbitmq-server on loopback, started and stopped by tests/differential/run.sh)
+#   rabbitmq  differential tests: warren's routing and queue arguments against a real
+#          RabbitMQ (a private rabbitmq-server on loopback, started and stopped by
+#          tests/differential/run.sh)
 # Installs missing Debian packages first. Exits non-zero if anything fails.
 #
 # Usage: ./scripts/test.sh [stage...]   (stages: gcc clang asan tsan fuzz consumers rabbitmq;
@@ -70,10 +71,11 @@ consumers_stage() {
 }
 
 rabbitmq_stage() {
-    # The gcc preset's build directory; only the differential test is built here.
+    # The gcc preset's build directory; only the differential tests are built here.
+    local dir="$root/build/gcc/tests/differential"
     cmake --preset gcc
-    cmake --build --preset gcc -j2 --target routing_differential
-    "$root/tests/differential/run.sh" "$root/build/gcc/tests/differential/routing_differential"
+    cmake --build --preset gcc -j2 --target routing_differential queue_differential
+    "$root/tests/differential/run.sh" "$dir/routing_differential" -- "$dir/queue_differential"
 }
 
 run_stage() {

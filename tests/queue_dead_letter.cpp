@@ -788,3 +788,29 @@ TEMPLATE_TEST_CASE("dead-lettering: without a DLX a queue drops what dies, and c
     CHECK(drain(b, "dead") == strings{"a", "b", "c"});
     CHECK(counts(stats(b, "dead")) == "enqueued=3 delivered=3 acked=3");
 }
+
+// RabbitMQ bounces a rejected message between full reject-publish-dlx queues in the
+// background until one has room (the first death was a rejection, so it is never a
+// cycle); warren routes dead letters synchronously, so it ends the chain after
+// max_dead_letter_hops and counts it, instead of looping forever.
+TEMPLATE_TEST_CASE("dead-lettering: a rejected message bouncing between full reject-publish-dlx queues ends",
+                   "[dead-letter][cycle]", warren::broker, warren::concurrent_broker) {
+    TestType b;
+    b.declare_queue("q0", with_args({{"x-max-length", 0},
+                                     {"x-overflow", "reject-publish-dlx"},
+                                     {"x-dead-letter-exchange", ""},
+                                     {"x-dead-letter-routing-key", "q2"}}));
+    b.declare_queue("q2", with_args({{"x-max-length", 1},
+                                     {"x-overflow", "reject-publish-dlx"},
+                                     {"x-dead-letter-exchange", ""},
+                                     {"x-dead-letter-routing-key", "q0"}}));
+    send(b, "q2", {"m0"});
+    auto held = b.try_get("q2", warren::ack_mode::manual);
+    REQUIRE(held);
+    send(b, "q2", {"m1"});
+    held->reject(false); // m0 is refused by q0 and q2 in turn until the chain is cut
+    CHECK(b.stats().dead_letter_cycles == 1);
+    CHECK(drain(b, "q2") == strings{"m1"});
+    CHECK(b.message_count("q0") == 0);
+    CHECK(b.queue_stats("q2").accounted());
+}

@@ -204,7 +204,10 @@ public:
         m_queue& queue = queues[q];
         expire_heads(q);
         std::optional<m_delivery> d;
-        if (queue.ready > 0) d = hand_out(q, take_head(q), 0, manual, "");
+        if (queue.ready > 0) {
+            d = hand_out(q, take_head(q), 0, manual, "");
+            expire_heads(q); // RabbitMQ checks the new head right after a get
+        }
         route_letters();
         return d;
     }
@@ -245,7 +248,10 @@ public:
             for (std::uint64_t t : earlier) release(q, t, ack, requeue);
         }
         release(q, tag, ack, requeue);
-        if (requeue) drop_head_while_over_limit(q);
+        if (requeue) {
+            drop_head_while_over_limit(q);
+            expire_heads(q);
+        }
         route_letters();
     }
 
@@ -368,6 +374,7 @@ private:
         ++queue.counters.enqueued;
         queue.levels[msg.level].push_back(std::move(msg));
         drop_head_while_over_limit(q);
+        expire_heads(q); // and after every other change to the head
         return true;
     }
 
@@ -536,6 +543,7 @@ private:
             m_consumer c = queue.consumers[index];
             queue.consumers.erase(queue.consumers.begin() + static_cast<std::ptrdiff_t>(index));
             d = hand_out(q, take_head(q), c.id, c.manual, c.tag);
+            expire_heads(q);
             if (c.manual) ++c.unacked;
             queue.consumers.push_back(c); // the one served goes to the back
         }

@@ -421,7 +421,14 @@ private:
         detail::ref_ptr<queue_type> from;
         detail::ref_ptr<node_type> message;
         death_reason reason;
+        std::uint32_t hops = 0; // dead letters this one descends from in the same operation
     };
+    /// How many times in a row one operation's dead letters may cause further dead letters
+    /// (a queue refusing one at its limit, or dropping its head for it). RabbitMQ bounces a
+    /// rejected message between full reject-publish-dlx queues in the background until one
+    /// has room; warren routes synchronously, so it ends such a chain here and counts the
+    /// message in stats().dead_letter_cycles.
+    static constexpr std::uint32_t max_dead_letter_hops = 64;
 
     /// Publishes `msg`, moving from it. (The public overloads take it by rvalue or copy
     /// it, so a message is moved once on its way into the queue.)
@@ -432,7 +439,8 @@ private:
     confirmation finish_publish(confirmation outcome, exchange_node& exchange, Message& msg, publish_options options);
     /// Pushes `node` into the queues in `targets`; dead letters this causes join `work`.
     void enqueue(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
-                 confirmation& outcome, std::vector<pending_dead_letter>& work, const field_table* cycle_check);
+                 confirmation& outcome, std::vector<pending_dead_letter>& work, const field_table* cycle_check,
+                 std::uint32_t hops = 0);
     /// Routes dead letters (and those they cause in turn) through their dead-letter
     /// exchanges. Topology lock held (shared).
     void route_dead_letters(std::vector<pending_dead_letter>& work);
@@ -1121,7 +1129,7 @@ confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchan
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::enqueue(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
                                             confirmation& outcome, std::vector<pending_dead_letter>& work,
-                                            const field_table* cycle_check) {
+                                            const field_table* cycle_check, std::uint32_t hops) {
     thread_local dead_letters dead;
     for (const destination d : targets) {
         const detail::ref_ptr<queue_type>& queue = queues_[d.index()].queue;
@@ -1136,7 +1144,9 @@ void basic_broker<Message, Policy>::enqueue(const detail::ref_ptr<node_type>& no
         case queue_type::push_result::refused: ++outcome.refused; break;
         case queue_type::push_result::closed: break;
         }
-        for (auto& letter : dead) work.push_back(pending_dead_letter{queue, std::move(letter.message), letter.reason});
+        for (auto& letter : dead) {
+            work.push_back(pending_dead_letter{queue, std::move(letter.message), letter.reason, hops});
+        }
     }
 }
 
@@ -1148,6 +1158,10 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
         // may add more (a full queue dropping its head), which join the end.
         for (std::size_t i = 0; i < work.size(); ++i) {
             pending_dead_letter letter = std::move(work[i]);
+            if (letter.hops >= max_dead_letter_hops) {
+                dead_letter_cycles_.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
             const queue_arguments& args = letter.from->arguments();
             auto found = exchange_by_name_.find(std::string_view(*args.dead_letter_exchange));
             if (found == exchange_by_name_.end()) {
@@ -1174,7 +1188,7 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
             }
             auto node = detail::make_ref<node_type>(std::move(copy), dlx.shared_name);
             confirmation ignored;
-            enqueue(node, targets, ignored, work, &node->message.properties.headers);
+            enqueue(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
         }
     } else {
         (void)work; // declare_queue refuses dead-letter exchanges for move-only messages

@@ -420,6 +420,7 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
     ready_bytes_ += msg->body_bytes;
     ++counters_.enqueued;
     drop_head_while_over_limit(dead);
+    expire_heads(dead); // RabbitMQ drops expired heads after every change to the head
     notify_one();
     return push_result::accepted;
 }
@@ -469,7 +470,10 @@ auto basic_queue<Message, Policy>::try_get(ack_mode mode) -> std::optional<deliv
         if (closed_) return std::nullopt;
         if (arguments_.expires) last_used_ = clock_->now();
         expire_heads(dead);
-        if (ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
+        if (ready_count_ > 0) {
+            got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
+            expire_heads(dead); // the new head, as RabbitMQ checks it right after a get
+        }
     }
     hand_over(dead);
     return got;
@@ -652,6 +656,7 @@ auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_call
                 ++c.unacked;
                 c.in_flight = d.delivery_tag();
             }
+            expire_heads(dead); // the new head, as after a get
             detail::ref_ptr<consumer> served = consumers_[index];
             // The consumer just served goes to the back of the rotation.
             std::rotate(consumers_.begin() + static_cast<std::ptrdiff_t>(index),
@@ -761,7 +766,10 @@ void basic_queue<Message, Policy>::settle(std::uint64_t tag, bool multiple, bool
         }
         release_unacked(index, ack, requeue, dead);
         drop_settled_front();
-        if (requeue) drop_head_while_over_limit(dead); // as rabbit_amqqueue_process:requeue_and_run
+        if (requeue) { // as rabbit_amqqueue_process:requeue_and_run
+            drop_head_while_over_limit(dead);
+            expire_heads(dead);
+        }
     }
     hand_over(dead);
 }

@@ -18,15 +18,11 @@
 // are marked "KNOWN DISAGREEMENT" below; --known runs each of them as a small scenario
 // and says whether it still disagrees.
 
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -37,196 +33,32 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include <warren/warren.hpp>
 
+#include "amqp_client.hpp"
+
 namespace {
 
-// ---------------------------------------------------------------------------------------
-// Field values, as they go on the wire: the AMQP kind matters to RabbitMQ (binding
-// identity compares it), so the test keeps it and gives warren the value.
-
-struct value {
-    char kind = 'V';                // AMQP field kind: S t b B s u I i l f d V A F
-    std::string text;               // S
-    std::int64_t integer = 0;       // t (0 or 1) and the integer kinds
-    double real = 0;                // f (a float's value, widened) and d
-    std::vector<std::string> names; // F: field names, parallel to items
-    std::vector<value> items;       // A and F
-};
-
-struct field {
-    std::string name;
-    value v;
-};
-using table = std::vector<field>;
-
-value str(std::string s) {
-    value v;
-    v.kind = 'S';
-    v.text = std::move(s);
-    return v;
-}
-value integer(char kind, std::int64_t n) {
-    value v;
-    v.kind = kind;
-    v.integer = n;
-    return v;
-}
-value boolean(bool b) { return integer('t', b ? 1 : 0); }
-value real(char kind, double x) {
-    value v;
-    v.kind = kind;
-    v.real = kind == 'f' ? static_cast<double>(static_cast<float>(x)) : x;
-    return v;
-}
-value void_value() { return value{}; }
-value array(std::vector<value> items) {
-    value v;
-    v.kind = 'A';
-    v.items = std::move(items);
-    return v;
-}
-value nested_table(std::vector<std::string> names, std::vector<value> items) {
-    value v;
-    v.kind = 'F';
-    v.names = std::move(names);
-    v.items = std::move(items);
-    return v;
-}
-
-std::string quote(std::string_view s) {
-    std::string out = "\"";
-    for (char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (u < 0x20 || u >= 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", u);
-            out += buf;
-        } else {
-            out += c;
-        }
-    }
-    return out + '"';
-}
-
-std::string describe(const value& v) {
-    char buf[64];
-    switch (v.kind) {
-    case 'S': return quote(v.text);
-    case 't': return v.integer != 0 ? "true" : "false";
-    case 'V': return "void";
-    case 'f':
-    case 'd': std::snprintf(buf, sizeof buf, "%c:%.17g", v.kind, v.real); return buf;
-    case 'A': {
-        std::string out = "A[";
-        for (std::size_t i = 0; i < v.items.size(); ++i) out += (i ? ", " : "") + describe(v.items[i]);
-        return out + "]";
-    }
-    case 'F': {
-        std::string out = "F{";
-        for (std::size_t i = 0; i < v.items.size(); ++i) {
-            out += (i ? ", " : "") + quote(v.names[i]) + "=" + describe(v.items[i]);
-        }
-        return out + "}";
-    }
-    default: return std::string(1, v.kind) + ":" + std::to_string(v.integer);
-    }
-}
-
-std::string describe(const table& t) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < t.size(); ++i) out += (i ? ", " : "") + quote(t[i].name) + "=" + describe(t[i].v);
-    return out + "}";
-}
-
-warren::field_value to_warren(const value& v) {
-    switch (v.kind) {
-    case 'S': return warren::field_value(v.text);
-    case 't': return warren::field_value(v.integer != 0);
-    case 'V': return warren::field_value();
-    case 'f':
-    case 'd': return warren::field_value(v.real);
-    case 'A': {
-        warren::field_array a;
-        for (const auto& item : v.items) a.push_back(to_warren(item));
-        return warren::field_value(std::move(a));
-    }
-    case 'F': {
-        warren::field_table t;
-        for (std::size_t i = 0; i < v.items.size(); ++i) t.set(v.names[i], to_warren(v.items[i]));
-        return warren::field_value(std::move(t));
-    }
-    default: return warren::field_value(v.integer);
-    }
-}
-
-warren::field_table to_warren(const table& t) {
-    warren::field_table out;
-    for (const auto& f : t) out.set(f.name, to_warren(f.v));
-    return out;
-}
-
-/// Builds rabbitmq-c tables; everything lives until the arena goes, which outlives the call.
-class amqp_arena {
-public:
-    static amqp_bytes_t bytes(const std::string& s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
-
-    amqp_table_t table_of(const table& t) {
-        auto& entries = entries_.emplace_back(t.size());
-        for (std::size_t i = 0; i < t.size(); ++i) {
-            entries[i].key = bytes(t[i].name);
-            entries[i].value = field_of(t[i].v);
-        }
-        return amqp_table_t{static_cast<int>(entries.size()), entries.data()};
-    }
-
-    amqp_field_value_t field_of(const value& v) {
-        amqp_field_value_t f{};
-        f.kind = static_cast<std::uint8_t>(v.kind);
-        switch (v.kind) {
-        case 'S': f.value.bytes = bytes(v.text); break;
-        case 't': f.value.boolean = v.integer != 0 ? 1 : 0; break;
-        case 'b': f.value.i8 = static_cast<std::int8_t>(v.integer); break;
-        case 'B': f.value.u8 = static_cast<std::uint8_t>(v.integer); break;
-        case 's': f.value.i16 = static_cast<std::int16_t>(v.integer); break;
-        case 'u': f.value.u16 = static_cast<std::uint16_t>(v.integer); break;
-        case 'I': f.value.i32 = static_cast<std::int32_t>(v.integer); break;
-        case 'i': f.value.u32 = static_cast<std::uint32_t>(v.integer); break;
-        case 'l': f.value.i64 = v.integer; break;
-        case 'f': f.value.f32 = static_cast<float>(v.real); break;
-        case 'd': f.value.f64 = v.real; break;
-        case 'V': break;
-        case 'A': {
-            auto& items = values_.emplace_back();
-            for (const auto& item : v.items) items.push_back(field_of(item));
-            f.value.array = amqp_array_t{static_cast<int>(items.size()), items.data()};
-            break;
-        }
-        case 'F': {
-            ::table t;
-            for (std::size_t i = 0; i < v.items.size(); ++i) t.push_back({v.names[i], v.items[i]});
-            auto& kept = tables_.emplace_back(std::move(t));
-            f.value.table = table_of(kept);
-            break;
-        }
-        default: throw std::logic_error("unknown field kind");
-        }
-        return f;
-    }
-
-private:
-    // Deques: growing them never moves what earlier calls point at.
-    std::deque<std::vector<amqp_table_entry_t>> entries_;
-    std::deque<std::vector<amqp_field_value_t>> values_;
-    std::deque<::table> tables_;
-};
+// Field values as they go on the wire (amqp_client.hpp): the AMQP kind matters to
+// RabbitMQ (binding identity compares it), so the test keeps it and gives warren the value.
+using differential::amqp_arena;
+using differential::array;
+using differential::boolean;
+using differential::describe;
+using differential::fatal;
+using differential::field;
+using differential::integer;
+using differential::nested_table;
+using differential::quote;
+using differential::real;
+using differential::str;
+using differential::table;
+using differential::to_warren;
+using differential::value;
+using differential::void_value;
 
 // ---------------------------------------------------------------------------------------
 // What the test does: topology operations and messages, each printable for a report.
@@ -322,38 +154,12 @@ std::string describe(const outcome& o) {
 }
 
 // ---------------------------------------------------------------------------------------
-// RabbitMQ through rabbitmq-c: one connection, one channel (reopened after a channel
-// error), publisher confirms.
+// RabbitMQ through rabbitmq-c (amqp_client.hpp): one connection, one channel (reopened
+// after a channel error), publisher confirms.
 
-struct fatal : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-class rabbit {
+class rabbit : public differential::amqp_client {
 public:
-    rabbit(const std::string& host, int port, double connect_timeout) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(connect_timeout);
-        for (;;) {
-            std::string why;
-            if (try_connect(host, port, why)) break;
-            if (std::chrono::steady_clock::now() > deadline) throw fatal("cannot connect to RabbitMQ: " + why);
-            std::this_thread::sleep_for(std::chrono::milliseconds(250));
-        }
-        open_channel();
-    }
-    ~rabbit() {
-        if (conn_ == nullptr) return;
-        amqp_channel_close(conn_, channel, AMQP_REPLY_SUCCESS);
-        amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
-        amqp_destroy_connection(conn_);
-    }
-    rabbit(const rabbit&) = delete;
-    rabbit& operator=(const rabbit&) = delete;
-
-    /// The reply text of the last channel error.
-    [[nodiscard]] const std::string& last_error() const { return last_error_; }
-    /// How many channel errors the server raised.
-    [[nodiscard]] std::size_t channel_errors() const { return channel_errors_; }
+    using amqp_client::amqp_client;
 
     /// Runs a topology operation; returns 0 or the reply code of the channel error.
     int apply(const op& o) {
@@ -372,11 +178,7 @@ public:
             m.arguments = args;
             return rpc(AMQP_EXCHANGE_DECLARE_METHOD, &m, AMQP_EXCHANGE_DECLARE_OK_METHOD);
         }
-        case op_kind::declare_queue: {
-            amqp_queue_declare_t m{};
-            m.queue = name;
-            return rpc(AMQP_QUEUE_DECLARE_METHOD, &m, AMQP_QUEUE_DECLARE_OK_METHOD);
-        }
+        case op_kind::declare_queue: return declare_queue(o.name, {});
         case op_kind::bind_queue: {
             amqp_queue_bind_t m{};
             m.queue = name;
@@ -415,11 +217,7 @@ public:
             m.if_unused = o.if_unused;
             return rpc(AMQP_EXCHANGE_DELETE_METHOD, &m, AMQP_EXCHANGE_DELETE_OK_METHOD);
         }
-        case op_kind::delete_queue: {
-            amqp_queue_delete_t m{};
-            m.queue = name;
-            return rpc(AMQP_QUEUE_DELETE_METHOD, &m, AMQP_QUEUE_DELETE_OK_METHOD);
-        }
+        case op_kind::delete_queue: return delete_queue(o.name);
         }
         throw std::logic_error("unknown op");
     }
@@ -435,54 +233,14 @@ public:
             props._flags |= AMQP_BASIC_HEADERS_FLAG;
             props.headers = arena.table_of(m.headers);
         }
-        const int status = amqp_basic_publish(conn_, channel, amqp_arena::bytes(m.exchange), amqp_arena::bytes(m.key),
-                                              m.mandatory ? 1 : 0, 0, &props, amqp_arena::bytes(body));
-        if (status != AMQP_STATUS_OK) throw fatal(std::string("basic.publish: ") + amqp_error_string2(status));
-        unconfirmed_.insert(++next_tag_);
+        amqp_client::publish(m.exchange, m.key, m.mandatory, props, body);
     }
 
     /// Waits until every message published so far is confirmed, collecting returns
     /// (message id -> reply code). Returns 0, or the reply code if the server closed the
     /// channel, in which case the unconfirmed messages after the failing one were dropped.
     int settle(std::map<std::size_t, int>& returns) {
-        while (!unconfirmed_.empty()) {
-            amqp_frame_t frame;
-            timeval timeout{30, 0};
-            const int status = amqp_simple_wait_frame_noblock(conn_, &frame, &timeout);
-            if (status == AMQP_STATUS_TIMEOUT) throw fatal("no publisher confirm from RabbitMQ within 30 s");
-            if (status != AMQP_STATUS_OK) throw fatal(std::string("waiting for confirms: ") + amqp_error_string2(status));
-            if (frame.frame_type != AMQP_FRAME_METHOD) continue;
-            switch (frame.payload.method.id) {
-            case AMQP_BASIC_ACK_METHOD: {
-                const auto* ack = static_cast<const amqp_basic_ack_t*>(frame.payload.method.decoded);
-                if (ack->multiple) {
-                    unconfirmed_.erase(unconfirmed_.begin(), unconfirmed_.upper_bound(ack->delivery_tag));
-                } else {
-                    unconfirmed_.erase(ack->delivery_tag);
-                }
-                break;
-            }
-            case AMQP_BASIC_NACK_METHOD: throw fatal("RabbitMQ nacked a message");
-            case AMQP_BASIC_RETURN_METHOD: {
-                const auto code = static_cast<const amqp_basic_return_t*>(frame.payload.method.decoded)->reply_code;
-                amqp_message_t msg;
-                const amqp_rpc_reply_t r = amqp_read_message(conn_, channel, &msg, 0);
-                if (r.reply_type != AMQP_RESPONSE_NORMAL) throw fatal("reading a returned message failed");
-                returns[id_of(msg.body)] = code;
-                amqp_destroy_message(&msg);
-                break;
-            }
-            case AMQP_CHANNEL_CLOSE_METHOD: {
-                const int code = closed(*static_cast<const amqp_channel_close_t*>(frame.payload.method.decoded));
-                unconfirmed_.clear();
-                return code;
-            }
-            case AMQP_CONNECTION_CLOSE_METHOD: throw fatal("RabbitMQ closed the connection");
-            default: break;
-            }
-        }
-        amqp_maybe_release_buffers(conn_);
-        return 0;
+        return amqp_client::settle([&](int code, std::string_view body) { returns[id_of(body)] = code; });
     }
 
     /// Takes every message of `queue` with basic.get; returns their ids in order, or
@@ -490,107 +248,22 @@ public:
     std::optional<std::vector<std::size_t>> drain(const std::string& queue) {
         std::vector<std::size_t> ids;
         for (;;) {
-            amqp_basic_get_t m{};
-            m.queue = amqp_arena::bytes(queue);
-            m.no_ack = 1;
-            amqp_method_number_t replies[] = {AMQP_BASIC_GET_OK_METHOD, AMQP_BASIC_GET_EMPTY_METHOD, 0};
-            const amqp_rpc_reply_t r = amqp_simple_rpc(conn_, channel, AMQP_BASIC_GET_METHOD, replies, &m);
-            const int code = reply_code(r);
+            std::optional<differential::got_message> got;
+            const int code = get(queue, true, got);
             if (code == 404) return std::nullopt;
-            if (code != 0) throw fatal("basic.get " + queue + ": " + std::to_string(code) + " " + last_error_);
-            if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) break;
-            amqp_message_t msg;
-            if (amqp_read_message(conn_, channel, &msg, 0).reply_type != AMQP_RESPONSE_NORMAL) {
-                throw fatal("reading a message from " + queue + " failed");
-            }
-            ids.push_back(id_of(msg.body));
-            amqp_destroy_message(&msg);
-            amqp_maybe_release_buffers(conn_);
+            if (code != 0) throw fatal("basic.get " + queue + ": " + std::to_string(code) + " " + last_error());
+            if (!got) break;
+            ids.push_back(id_of(got->body));
         }
         return ids;
     }
 
 private:
-    static constexpr amqp_channel_t channel = 1;
-
-    bool try_connect(const std::string& host, int port, std::string& why) {
-        conn_ = amqp_new_connection();
-        amqp_socket_t* socket = amqp_tcp_socket_new(conn_);
-        timeval timeout{5, 0};
-        const int status = socket != nullptr ? amqp_socket_open_noblock(socket, host.c_str(), port, &timeout)
-                                             : AMQP_STATUS_NO_MEMORY;
-        if (status == AMQP_STATUS_OK) {
-            const amqp_rpc_reply_t r =
-                amqp_login(conn_, "/", 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, "guest", "guest");
-            if (r.reply_type == AMQP_RESPONSE_NORMAL) return true;
-            why = "login failed";
-        } else {
-            why = amqp_error_string2(status);
-        }
-        amqp_destroy_connection(conn_);
-        conn_ = nullptr;
-        return false;
-    }
-
-    void open_channel() {
-        if (amqp_channel_open(conn_, channel) == nullptr || amqp_confirm_select(conn_, channel) == nullptr) {
-            throw fatal("cannot open a channel with publisher confirms");
-        }
-        next_tag_ = 0; // confirms count from 1 on each channel
-    }
-
-    static std::size_t id_of(const amqp_bytes_t& body) {
-        const std::string_view text(static_cast<const char*>(body.bytes), body.len);
-        const std::size_t id = id_of_body(text);
-        if (id == no_id) throw fatal("unexpected message body " + quote(text));
+    static std::size_t id_of(std::string_view body) {
+        const std::size_t id = id_of_body(body);
+        if (id == no_id) throw fatal("unexpected message body " + quote(body));
         return id;
     }
-
-    /// Acknowledges a server channel.close and reopens the channel; returns its code.
-    int closed(const amqp_channel_close_t& close) {
-        last_error_.assign(static_cast<const char*>(close.reply_text.bytes), close.reply_text.len);
-        const int code = close.reply_code;
-        amqp_channel_close_ok_t ok{};
-        if (amqp_send_method(conn_, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != AMQP_STATUS_OK) {
-            throw fatal("cannot acknowledge channel.close");
-        }
-        amqp_maybe_release_buffers_on_channel(conn_, channel);
-        ++channel_errors_;
-        open_channel();
-        return code;
-    }
-
-    int reply_code(const amqp_rpc_reply_t& r) {
-        switch (r.reply_type) {
-        case AMQP_RESPONSE_NORMAL: return 0;
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-            if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-                return closed(*static_cast<const amqp_channel_close_t*>(r.reply.decoded));
-            }
-            if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                const auto* c = static_cast<const amqp_connection_close_t*>(r.reply.decoded);
-                throw fatal("RabbitMQ closed the connection: " + std::to_string(c->reply_code) + " " +
-                            std::string(static_cast<const char*>(c->reply_text.bytes), c->reply_text.len));
-            }
-            throw fatal("unexpected server exception");
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION: throw fatal(std::string("rabbitmq-c: ") + amqp_error_string2(r.library_error));
-        case AMQP_RESPONSE_NONE: break;
-        }
-        throw fatal("no reply from RabbitMQ");
-    }
-
-    int rpc(amqp_method_number_t method, void* request, amqp_method_number_t expected) {
-        amqp_method_number_t replies[] = {expected, 0};
-        const int code = reply_code(amqp_simple_rpc(conn_, channel, method, replies, request));
-        amqp_maybe_release_buffers(conn_);
-        return code;
-    }
-
-    amqp_connection_state_t conn_ = nullptr;
-    std::uint64_t next_tag_ = 0;
-    std::set<std::uint64_t> unconfirmed_;
-    std::string last_error_;
-    std::size_t channel_errors_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Runs the routing differential test against a real RabbitMQ: starts a private
-# rabbitmq-server on loopback, runs routing_differential against it, stops the
-# server (also on failure or interruption).
+# Runs the differential tests against a real RabbitMQ: starts a private
+# rabbitmq-server on loopback, runs the test binaries against it one after the
+# other, stops the server (also on failure or interruption).
 #
-# Usage: tests/differential/run.sh [BINARY [ARGS...]]
-#   BINARY defaults to build/gcc/tests/differential/routing_differential;
-#   ARGS go to it (e.g. --seeds 1,2,3 --messages 5000; --help lists them).
+# Usage: tests/differential/run.sh [BINARY [ARGS...] [-- BINARY [ARGS...]]...]
+#   Without arguments: build/gcc/tests/differential/routing_differential, then
+#   build/gcc/tests/differential/queue_differential. ARGS go to the binary before
+#   them (e.g. --seeds 1,2,3; --help lists them).
 # Needs the Debian packages rabbitmq-server and librabbitmq-dev.
+#
+# Exit status: 0 if every binary passed, 1 if one found a disagreement (and none
+# failed otherwise), else the first other failure's status. With several binaries,
+# a last line sums their "N tests failed out of M" lines.
 #
 # Everything the server writes lives in one temporary directory (its own
 # node name, Mnesia and log directories, Erlang cookie, epmd port), so it never
@@ -14,12 +19,31 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-bin="${1:-$root/build/gcc/tests/differential/routing_differential}"
-(($#)) && shift
-if [ ! -x "$bin" ]; then
-    echo "run.sh: no test binary at $bin (build the routing_differential target)" >&2
-    exit 1
+# The commands, one per array element, each its words joined by \x1f (unit separator).
+commands=()
+if (($# == 0)); then
+    for name in routing_differential queue_differential; do
+        commands+=("$root/build/gcc/tests/differential/$name")
+    done
+else
+    command=""
+    for arg in "$@"; do
+        if [ "$arg" = "--" ]; then
+            [ -n "$command" ] && commands+=("$command")
+            command=""
+        else
+            command+="${command:+$'\x1f'}$arg"
+        fi
+    done
+    [ -n "$command" ] && commands+=("$command")
 fi
+for command in "${commands[@]}"; do
+    bin="${command%%$'\x1f'*}"
+    if [ ! -x "$bin" ]; then
+        echo "run.sh: no test binary at $bin (build the $(basename "$bin") target)" >&2
+        exit 1
+    fi
+done
 scripts="${RABBITMQ_SCRIPTS:-/usr/lib/rabbitmq/bin}"
 if [ ! -x "$scripts/rabbitmq-server" ]; then
     echo "run.sh: no $scripts/rabbitmq-server (install the rabbitmq-server package)" >&2
@@ -136,4 +160,25 @@ until port_in_use "$amqp_port"; do
 done
 echo "run.sh: rabbitmq-server ready after $((SECONDS - start)) s"
 
-"$bin" --host 127.0.0.1 --port "$amqp_port" "$@"
+status=0
+failed=0
+total=0
+for command in "${commands[@]}"; do
+    IFS=$'\x1f' read -r -a words <<<"$command"
+    set +e
+    "${words[0]}" --host 127.0.0.1 --port "$amqp_port" "${words[@]:1}" | tee "$tmp/output"
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$rc" -ne 0 ] && { [ "$status" -eq 0 ] || [ "$status" -eq 1 ]; }; then
+        status=$rc
+    fi
+    line="$(grep -E '[0-9]+ tests failed out of [0-9]+' "$tmp/output" | tail -n1 || true)"
+    if [ -n "$line" ]; then
+        failed=$((failed + $(sed -E 's/.* ([0-9]+) tests failed out of [0-9]+.*/\1/' <<<"$line")))
+        total=$((total + $(sed -E 's/.* tests failed out of ([0-9]+).*/\1/' <<<"$line")))
+    fi
+done
+if ((${#commands[@]} > 1)); then
+    echo "run.sh: $failed tests failed out of $total (all differential tests)"
+fi
+exit "$status"
