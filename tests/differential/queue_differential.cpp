@@ -1225,7 +1225,11 @@ private:
             if (chance(45)) a.priority = chance(90) ? static_cast<std::uint8_t>(below(12)) : std::uint8_t{255};
             if (chance(18)) {
                 std::string expiration = one_of<std::string>({"0", "0", "-0", "+0", "000", "3600000", "+3600000"});
-                if (expiry_ || expiration.find_first_not_of("+-0") != std::string::npos) a.expiration = std::move(expiration);
+                // KNOWN DISAGREEMENT (see known_scenarios, "priorities: a higher-priority
+                // message with expiration 0"): a message that expires at once carries no
+                // priority, so it never jumps ahead of a priority queue's head.
+                const bool expires_at_once = expiration.find_first_not_of("+-0") == std::string::npos;
+                if (!expires_at_once || (expiry_ && !a.priority)) a.expiration = std::move(expiration);
             }
             a.mandatory = chance(8);
             a.header = chance(20);
