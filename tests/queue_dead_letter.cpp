@@ -14,7 +14,9 @@
 
 #include "support/broker_io.hpp"
 #include "support/catch.hpp"
+#include "support/counters_text.hpp"
 
+using warren_test::counts;
 using warren_test::drain;
 using warren_test::send;
 using warren_test::strings;
@@ -80,34 +82,6 @@ template <class Delivery>
 std::string x_death(const Delivery& d) {
     const warren::field_value* deaths = d.properties().headers.find("x-death");
     return deaths == nullptr ? "none" : render(*deaths);
-}
-
-/// The non-zero counters of a queue: "enqueued=1 dead_lettered.rejected=1 ...".
-std::string counts(const warren::queue_counters& c) {
-    std::string out;
-    auto add = [&](const char* name, std::uint64_t n) {
-        if (n == 0) return;
-        if (!out.empty()) out += ' ';
-        out += name + ("=" + std::to_string(n));
-    };
-    add("enqueued", c.enqueued);
-    add("refused", c.refused);
-    add("delivered", c.delivered);
-    add("redelivered", c.redelivered);
-    add("acked", c.acked);
-    add("requeued", c.requeued);
-    add("dead_lettered.expired", c.dead_lettered.expired);
-    add("dead_lettered.maxlen", c.dead_lettered.maxlen);
-    add("dead_lettered.rejected", c.dead_lettered.rejected);
-    add("dropped.expired", c.dropped.expired);
-    add("dropped.maxlen", c.dropped.maxlen);
-    add("dropped.rejected", c.dropped.rejected);
-    add("purged", c.purged);
-    add("ready", c.ready);
-    add("unacked", c.unacked);
-    add("ready_bytes", c.ready_bytes);
-    add("consumers", c.consumers);
-    return out;
 }
 
 template <class Broker>

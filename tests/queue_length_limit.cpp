@@ -11,7 +11,9 @@
 
 #include "support/broker_io.hpp"
 #include "support/catch.hpp"
+#include "support/counters_text.hpp"
 
+using warren_test::counts;
 using warren_test::drain;
 using warren_test::drain_marked;
 using warren_test::send;
@@ -34,34 +36,6 @@ std::string describe(const warren::confirmation& c) {
            " refused=" + std::to_string(c.refused) + (c.returned ? " returned" : "");
 }
 
-/// The non-zero counters of a queue, in declaration order: "enqueued=3 dropped.maxlen=1
-/// ready=2 ready_bytes=2". Every other counter is zero, so one comparison checks them all.
-std::string counts(const warren::queue_counters& c) {
-    std::string out;
-    auto add = [&](const char* name, std::uint64_t n) {
-        if (n == 0) return;
-        if (!out.empty()) out += ' ';
-        out += name + ("=" + std::to_string(n));
-    };
-    add("enqueued", c.enqueued);
-    add("refused", c.refused);
-    add("delivered", c.delivered);
-    add("redelivered", c.redelivered);
-    add("acked", c.acked);
-    add("requeued", c.requeued);
-    add("dead_lettered.expired", c.dead_lettered.expired);
-    add("dead_lettered.maxlen", c.dead_lettered.maxlen);
-    add("dead_lettered.rejected", c.dead_lettered.rejected);
-    add("dropped.expired", c.dropped.expired);
-    add("dropped.maxlen", c.dropped.maxlen);
-    add("dropped.rejected", c.dropped.rejected);
-    add("purged", c.purged);
-    add("ready", c.ready);
-    add("unacked", c.unacked);
-    add("ready_bytes", c.ready_bytes);
-    add("consumers", c.consumers);
-    return out;
-}
 
 /// The counters of an exchange, as counts() has them.
 std::string counts(const warren::exchange_counters& c) {

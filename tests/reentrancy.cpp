@@ -21,6 +21,7 @@
 
 using warren_test::drain;
 using warren_test::drain_marked;
+using warren_test::manual_options;
 using warren_test::send;
 using warren_test::strings;
 using warren_test::to_queue;
@@ -28,14 +29,6 @@ using warren_test::to_queue;
 namespace {
 
 constexpr auto manual = warren::ack_mode::manual;
-
-warren::consumer_options manual_consumer(std::string tag = {}, std::uint16_t prefetch = 0) {
-    warren::consumer_options o;
-    o.tag = std::move(tag);
-    o.ack = manual;
-    o.prefetch = prefetch;
-    return o;
-}
 
 /// Queue options that dead-letter through the default exchange to `target`.
 warren::queue_options dead_letter_to(const std::string& target) {
@@ -72,7 +65,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may purge its own queue, which leaves
                 purged = b.purge_queue("q");
                 d.ack();
             },
-            manual_consumer());
+            manual_options());
         send(b, "q", {"a", "b", "c"});
         CHECK(b.dispatch() == 1);
         CHECK(seen == strings{"a"});
@@ -95,7 +88,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may purge its own queue, which leaves
                 purged = b.purge_queue("q");
                 d.nack(false, true);
             },
-            manual_consumer());
+            manual_options());
         send(b, "q", {"a", "b", "c"});
         CHECK(b.dispatch() == 2); // a, then a again
         CHECK(seen == strings{"a", "a"});
@@ -205,7 +198,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may settle another consumer's deliver
             seen.push_back("worker:" + d.body());
             stash.push_back(std::move(d));
         },
-        manual_consumer("worker", 1));
+        manual_options("worker", 1));
 
     SECTION("an ack frees it from its prefetch limit: it is served again in the same dispatch") {
         auto acker = b.subscribe("acks", [&](delivery& d) {
@@ -256,7 +249,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may take from its own queue with a ge
             next->ack();
             d.ack(true); // nothing earlier of this consumer: only a
         },
-        manual_consumer());
+        manual_options());
     send(b, "q", {"a", "b", "c"});
     CHECK(b.dispatch() == 2);
     CHECK(seen == strings{"callback:a", "get:b", "callback:c"});
@@ -283,7 +276,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may reject into a dead-letter exchang
             if (d.body() == "a" && !died_before) d.reject(false);
             else d.ack();
         },
-        manual_consumer());
+        manual_options());
     send(b, "q", {"a", "b"});
     CHECK(b.dispatch() == 3);
     CHECK(seen == strings{"a", "b", "a(dead-lettered)"});
@@ -319,7 +312,7 @@ TEMPLATE_TEST_CASE("reentrancy: a nested dispatch may end the subscription whose
                 nested = b.dispatch();
                 pending_after_nested = d.pending();
             },
-            manual_consumer("outer"));
+            manual_options("outer"));
         auto ender = b.subscribe("q", [&](delivery& d) {
             seen.push_back("ender:" + d.body());
             outer.reset();
@@ -343,7 +336,7 @@ TEMPLATE_TEST_CASE("reentrancy: a nested dispatch may end the subscription whose
                 nested = b.dispatch();
                 d.ack();
             },
-            manual_consumer("outer"));
+            manual_options("outer"));
         auto ender = b.subscribe(
             "q",
             [&](delivery& d) {
@@ -351,7 +344,7 @@ TEMPLATE_TEST_CASE("reentrancy: a nested dispatch may end the subscription whose
                 outer.reset();
                 d.ack();
             },
-            manual_consumer("ender"));
+            manual_options("ender"));
         send(b, "q", {"m0", "m1", "m2"});
         CHECK(b.dispatch() == 1);
         CHECK(nested == 2);
@@ -467,7 +460,7 @@ TEMPLATE_TEST_CASE("reentrancy: the error handler may end the failing subscripti
                                                              std::to_string(e.delivery_tag))) == 1);
     });
     failing = b.subscribe(
-        "q", [&](delivery& d) { throw callback_failure("cannot handle " + d.body()); }, manual_consumer("failing"));
+        "q", [&](delivery& d) { throw callback_failure("cannot handle " + d.body()); }, manual_options("failing"));
     send(b, "q", {"a", "b", "c"});
     CHECK(b.dispatch() == 1);
     CHECK_FALSE(failing);

@@ -16,21 +16,12 @@
 
 using warren_test::drain;
 using warren_test::drain_marked;
+using warren_test::manual_options;
 using warren_test::send;
 using warren_test::strings;
 using warren_test::to_queue;
 
 namespace {
-
-constexpr auto manual = warren::ack_mode::manual;
-
-warren::consumer_options manual_options(std::string tag = {}, std::uint16_t prefetch = 0) {
-    warren::consumer_options o;
-    o.tag = std::move(tag);
-    o.ack = manual;
-    o.prefetch = prefetch;
-    return o;
-}
 
 /// What the tests' callbacks throw.
 struct callback_failure : std::runtime_error {

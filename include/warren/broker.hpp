@@ -446,6 +446,12 @@ private:
     void route_dead_letters(std::vector<pending_dead_letter>& work);
     void dead_letter(queue_type& from, dead_letters& letters) override;
     void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
+    /// Several bindings may lead to one queue; it gets the message once.
+    static void one_copy_per_queue(std::vector<destination>& targets) {
+        if (targets.size() < 2) return;
+        std::sort(targets.begin(), targets.end());
+        targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+    }
     void delete_auto_delete_queue(queue_type& queue) noexcept;
     bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
     std::size_t dispatch_some(std::size_t max_messages, const clock::time_point* deadline);
@@ -990,10 +996,7 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
         // Bound to queues only: one exchange's own route is the answer.
         exchange.impl->route(view, found);
         out = found.storage();
-        if (out.size() > 1) {
-            std::sort(out.begin(), out.end());
-            out.erase(std::unique(out.begin(), out.end()), out.end());
-        }
+        one_copy_per_queue(out);
         return;
     }
     // Walk the exchanges the message reaches, as RabbitMQ's rabbit_exchange:route does:
@@ -1027,10 +1030,7 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
             else enqueue(d.index());
         }
     }
-    if (out.size() > 1) {
-        std::sort(out.begin(), out.end());
-        out.erase(std::unique(out.begin(), out.end()), out.end());
-    }
+    one_copy_per_queue(out);
 }
 
 template <message_type Message, threading_policy Policy>

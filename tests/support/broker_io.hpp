@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -18,6 +19,15 @@
 #include "support/catch.hpp"
 
 namespace warren_test {
+
+/// Options of a manual-ack consumer.
+inline warren::consumer_options manual_options(std::string tag = {}, std::uint16_t prefetch = 0) {
+    warren::consumer_options o;
+    o.tag = std::move(tag);
+    o.ack = warren::ack_mode::manual;
+    o.prefetch = prefetch;
+    return o;
+}
 
 /// Shorthand for the expected side of a comparison: `drain(b, "q") == strings{"a", "b"}`.
 using strings = std::vector<std::string>;

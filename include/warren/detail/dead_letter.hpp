@@ -2,7 +2,7 @@
 /// @file detail/dead_letter.hpp
 /// The x-death header and dead-letter cycle detection, as RabbitMQ's rabbit_dead_letter has them.
 
-#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -81,9 +81,9 @@ inline void record_death(field_table& headers, const death_event& event) {
     updated.reserve(deaths->size() + 1);
     updated.emplace_back(); // the front slot, filled below
     std::optional<field_table> merged;
-    field_array earlier(*deaths);
-    if (earlier.size() >= 2) std::reverse(earlier.begin(), earlier.end());
-    for (const field_value& item : earlier) {
+    const bool reversed = deaths->size() >= 2;
+    for (std::size_t k = 0; k < deaths->size(); ++k) {
+        const field_value& item = (*deaths)[reversed ? deaths->size() - 1 - k : k];
         const field_table* death = item.get_if<field_table>();
         const std::string* queue = death == nullptr ? nullptr : string_field(*death, "queue");
         const std::string* reason = death == nullptr ? nullptr : string_field(*death, "reason");
