@@ -5,8 +5,9 @@
 #   clang  clang++ Debug, -Werror: the same
 #   asan   clang++ with AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan   clang++ with ThreadSanitizer, multithread tests only
-#   fuzz   clang++ libFuzzer: topic matcher against a reference matcher, seeds replayed,
-#          then WARREN_FUZZ_SECONDS (default 60) of fuzzing from the seeds (fuzz/run.sh)
+#   fuzz   clang++ libFuzzer, two targets (fuzz/run.sh): the topic matcher against a
+#          reference matcher, and random programs of the broker's public API on both
+#          policies; each replays its seeds, then fuzzes WARREN_FUZZ_SECONDS (default 60)
 #   cmake consumers: find_package / add_subdirectory / FetchContent
 #   rabbitmq  differential tests: warren's routing and queue arguments against a real
 #          RabbitMQ (a private rabbitmq-server on loopback, started and stopped by

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "support/catch.hpp"
@@ -144,4 +145,57 @@ TEMPLATE_TEST_CASE("clock: a broker measures TTLs and x-death times by the clock
     const warren::field_value* stamp = death.template get_if<warren::field_table>()->find("time");
     REQUIRE(stamp != nullptr);
     CHECK(*stamp == warren::field_value(std::int64_t{1234}));
+}
+
+TEST_CASE("clock: manual_clock saturates at the last time point instead of wrapping around", "[clock][saturation]") {
+    warren::manual_clock time;
+    time.advance(std::chrono::nanoseconds::max());
+    time.advance(1ns);
+    CHECK(time.elapsed() == std::chrono::nanoseconds::max());
+    CHECK(time.now() == warren::clock::time_point::max());
+    time.advance(std::chrono::hours::max()); // more than nanoseconds can hold, converted saturating
+    CHECK(time.elapsed() == std::chrono::nanoseconds::max());
+
+    warren::manual_clock hours;
+    hours.advance(std::chrono::hours::max());
+    CHECK(hours.elapsed() == std::chrono::nanoseconds::max());
+    warren::manual_clock fractional;
+    fractional.advance(std::chrono::duration<double>(1.5e-3));
+    CHECK(fractional.elapsed() == 1500us);
+    fractional.advance(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN()));
+    CHECK(fractional.elapsed() == 1500us); // not a step forward: ignored
+}
+
+TEST_CASE("clock: manual_clock's unix_seconds saturates too", "[clock][saturation]") {
+    warren::manual_clock time(std::numeric_limits<std::int64_t>::max() - 1);
+    time.advance(10s);
+    CHECK(time.unix_seconds() == std::numeric_limits<std::int64_t>::max());
+    warren::manual_clock early(std::numeric_limits<std::int64_t>::min());
+    early.advance(std::chrono::nanoseconds::max());
+    CHECK(early.unix_seconds() == std::numeric_limits<std::int64_t>::min() + 9'223'372'036);
+}
+
+TEMPLATE_TEST_CASE("clock: TTLs and x-expires near the ends of the clock neither overflow nor fire early", "[clock][saturation]",
+                   warren::broker, warren::concurrent_broker) {
+    set_clock time;
+    time.at = warren::clock::time_point::max() - 1ms;
+    TestType b(time);
+    warren::queue_options options;
+    options.arguments = {{"x-message-ttl", 315'360'000'000}, {"x-expires", 315'360'000'000}}; // ten years, the limit
+    (void)b.declare_queue("q", options);
+    warren::message m{.routing_key = "q", .body = "m"};
+    m.properties.expiration = "315360000000";
+    REQUIRE(b.publish("", std::move(m)) == 1);
+    CHECK(b.expire() == 0);
+    CHECK(b.message_count("q") == 1);
+    CHECK(b.has_queue("q"));
+
+    // A clock that jumps back to its first time point: nothing expires, nothing overflows.
+    time.at = warren::clock::time_point::min();
+    CHECK(b.expire() == 0);
+    CHECK(b.message_count("q") == 1);
+    CHECK(b.has_queue("q"));
+    time.at = warren::clock::time_point::max();
+    CHECK(b.expire() == 0); // a millisecond later than publishing: ten years are not over
+    CHECK(b.message_count("q") == 1);
 }

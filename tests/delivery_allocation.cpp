@@ -2,8 +2,8 @@
 // route -> queue -> dispatch -> callback, for direct, topic (cache hit) and fanout to ten
 // queues, with bodies moved in.
 //
-// This file replaces the global operator new and delete to count allocations, so it is
-// its own executable (warren_tests_allocation; see tests/CMakeLists.txt).
+// Allocations are counted by the replaced global operator new of warren_tests_allocation
+// (support/counting_allocator.cpp; see tests/CMakeLists.txt).
 
 #include <array>
 #include <cstddef>
@@ -16,77 +16,9 @@
 #include <warren/warren.hpp>
 
 #include "support/catch.hpp"
+#include "support/counting_allocator.hpp"
 
-// ---------------------------------------------------------------------------------------
-// counting allocator
-
-namespace {
-
-thread_local bool counting = false;
-thread_local std::size_t allocations = 0;
-
-void* allocate(std::size_t size, std::size_t align) {
-    if (counting) ++allocations;
-    if (size == 0) size = 1;
-    void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (size + align - 1) / align * align)
-                                                 : std::malloc(size);
-    if (p == nullptr) throw std::bad_alloc();
-    return p;
-}
-
-/// Counts the allocations of the calling thread while it lives.
-class allocation_counter {
-public:
-    allocation_counter() {
-        allocations = 0;
-        counting = true;
-    }
-    ~allocation_counter() { counting = false; }
-    allocation_counter(const allocation_counter&) = delete;
-    allocation_counter& operator=(const allocation_counter&) = delete;
-    [[nodiscard]] std::size_t count() const noexcept { return allocations; }
-};
-
-} // namespace
-
-void* operator new(std::size_t size) { return allocate(size, alignof(std::max_align_t)); }
-void* operator new[](std::size_t size) { return allocate(size, alignof(std::max_align_t)); }
-void* operator new(std::size_t size, std::align_val_t align) { return allocate(size, static_cast<std::size_t>(align)); }
-void* operator new[](std::size_t size, std::align_val_t align) { return allocate(size, static_cast<std::size_t>(align)); }
-// The nothrow forms too: every operator new must come from allocate(), since every
-// operator delete below frees with std::free (ASan checks the pairing).
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    try {
-        return allocate(size, alignof(std::max_align_t));
-    } catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t size, const std::nothrow_t& tag) noexcept { return operator new(size, tag); }
-void* operator new(std::size_t size, std::align_val_t align, const std::nothrow_t&) noexcept {
-    try {
-        return allocate(size, static_cast<std::size_t>(align));
-    } catch (...) {
-        return nullptr;
-    }
-}
-void* operator new[](std::size_t size, std::align_val_t align, const std::nothrow_t& tag) noexcept {
-    return operator new(size, align, tag);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-
-// ---------------------------------------------------------------------------------------
+using warren_test::allocation_counter;
 
 namespace {
 

@@ -4,10 +4,15 @@
 #include <warren/broker.hpp>
 #include <warren/field_table.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <type_traits>
@@ -287,4 +292,94 @@ TEST_CASE("field_value: an unsigned integer beyond the signed 64-bit range is re
     REQUIRE_THROWS_WITH(field_value(std::uint64_t{INT64_MAX} + 1),
                         "PRECONDITION_FAILED - field value 9223372036854775808 exceeds the signed 64-bit range of "
                         "AMQP integers");
+}
+
+// ---------------------------------------------------------------------------------------
+// building cost: checked for its growth, as a ratio of two sizes in one test
+
+namespace {
+
+/// Wall time `f` took, in seconds; the fastest of three runs, so one preempted run does
+/// not decide.
+template <class F>
+double fastest_of_three(F&& f) {
+    double best = 1e300;
+    for (int run = 0; run < 3; ++run) {
+        const auto start = std::chrono::steady_clock::now();
+        f();
+        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+        best = std::min(best, took.count());
+    }
+    return std::max(best, 1e-6);
+}
+
+/// `n` distinct field names in a random order.
+std::vector<std::string> shuffled_names(std::size_t n) {
+    std::vector<std::string> names;
+    names.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) names.push_back("field-" + std::to_string(i * 7919 % 1'000'003));
+    std::shuffle(names.begin(), names.end(), std::mt19937(42));
+    return names;
+}
+
+} // namespace
+
+TEST_CASE("field_table: building n fields from a list in any order costs O(n log n)", "[field_table][cost]") {
+    auto build = [](const std::vector<std::string>& names) {
+        std::vector<warren::field_entry> entries;
+        entries.reserve(names.size());
+        for (const auto& name : names) entries.push_back({name, std::int64_t{1}});
+        const field_table t(std::move(entries));
+        REQUIRE(t.size() == names.size());
+    };
+    const auto small = shuffled_names(20'000);
+    const auto large = shuffled_names(160'000); // 8 times as many: about 10 times as long
+    const double t_small = fastest_of_three([&] { build(small); });
+    const double t_large = fastest_of_three([&] { build(large); });
+    INFO("20,000 fields " << t_small << " s, 160,000 fields " << t_large << " s");
+    CHECK(t_large < 24 * t_small); // 64 times as long if each field cost O(n)
+}
+
+TEST_CASE("field_table: set() in name order appends, so n fields cost O(n)", "[field_table][cost]") {
+    auto build = [](std::size_t n) {
+        field_table t;
+        for (std::size_t i = 0; i < n; ++i) t.set("f" + std::to_string(1'000'000 + i), std::int64_t{1});
+        REQUIRE(t.size() == n);
+    };
+    const double t_small = fastest_of_three([&] { build(20'000); });
+    const double t_large = fastest_of_three([&] { build(160'000); });
+    INFO("20,000 fields " << t_small << " s, 160,000 fields " << t_large << " s");
+    CHECK(t_large < 24 * t_small);
+}
+
+TEST_CASE("field_table: a list with a repeated name keeps its last value, wherever it stands", "[field_table]") {
+    const field_table t(std::vector<warren::field_entry>{{"b", 1}, {"a", 2}, {"b", 3}, {"c", 4}, {"a", 5}});
+    CHECK(names_of(t) == std::vector<std::string>{"a", "b", "c"});
+    CHECK(*t.find("a") == field_value(5));
+    CHECK(*t.find("b") == field_value(3));
+    CHECK(t == field_table{{"c", 4}, {"b", 3}, {"a", 5}});
+    const field_table braces{{"x", 1}, {"x", 2}};
+    CHECK(braces.size() == 1);
+    CHECK(*braces.find("x") == field_value(2));
+}
+
+TEMPLATE_TEST_CASE("field_table: the broker refuses NaN and infinite floats, which no AMQP peer decodes",
+                   "[field_table]", warren::broker, warren::concurrent_broker) {
+    TestType broker;
+    broker.declare_queue("q");
+    broker.declare_exchange("h", "headers");
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double inf = std::numeric_limits<double>::infinity();
+    CHECK(publish_with_headers(broker, {{"x", 1.5}}) == 1);
+    CHECK(warren_test::error_of([&] { (void)publish_with_headers(broker, {{"x", nan}}); },
+                                warren::reply_code::precondition_failed) ==
+          "PRECONDITION_FAILED - message headers has a float that is not finite in field 'x'");
+    CHECK(warren_test::error_of([&] { (void)publish_with_headers(broker, {{"x", field_array{field_value(-inf)}}}); },
+                                warren::reply_code::precondition_failed) ==
+          "PRECONDITION_FAILED - message headers has a float that is not finite in field 'x'");
+    CHECK(warren_test::error_of([&] { broker.bind_queue("q", "h", "", {{"x-match", "any"}, {"y", nan}}); },
+                                warren::reply_code::precondition_failed) ==
+          "PRECONDITION_FAILED - binding arguments has a float that is not finite in field 'y'");
+    CHECK(broker.snapshot().bindings.empty());
+    CHECK(broker.message_count("q") == 1);
 }

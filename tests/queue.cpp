@@ -536,38 +536,3 @@ TEMPLATE_TEST_CASE("queue: exclusive consumers", "[queue][consumer]", warren::br
         CHECK(seen == strings{"a", "b"});
     }
 }
-
-TEMPLATE_TEST_CASE("queue: dispatch_until stops at the deadline, read before each delivery", "[queue][dispatch]",
-                   warren::broker, warren::concurrent_broker) {
-    warren::manual_clock time;
-    TestType b(time);
-    b.declare_queue("a");
-    b.declare_queue("b");
-    std::vector<std::string> seen;
-    // Each callback takes 3 ms of simulated time.
-    auto work = [&](typename TestType::delivery& d) {
-        seen.push_back(d.body());
-        time.advance(std::chrono::milliseconds(3));
-    };
-    auto sa = b.subscribe("a", work);
-    auto sb = b.subscribe("b", work);
-    send(b, "a", {"a1", "a2", "a3"});
-    send(b, "b", {"b1", "b2", "b3"});
-
-    SECTION("a deadline already past delivers nothing") {
-        CHECK(b.dispatch_until(time.now()) == 0);
-        CHECK(seen.empty());
-    }
-    SECTION("the deadline is overrun by at most one callback") {
-        // Reads at 0, 3, 6 and 9 ms are before 10 ms; the read at 12 ms stops it.
-        CHECK(b.dispatch_until(time.now() + std::chrono::milliseconds(10)) == 4);
-        CHECK(seen == std::vector<std::string>{"a1", "b1", "a2", "b2"});
-        // The next frame goes on where this one stopped.
-        CHECK(b.dispatch_for(std::chrono::milliseconds(4)) == 2);
-        CHECK(seen == std::vector<std::string>{"a1", "b1", "a2", "b2", "a3", "b3"});
-    }
-    SECTION("the message budget still applies") {
-        CHECK(b.dispatch_for(std::chrono::hours(1), 3) == 3);
-        CHECK(seen == std::vector<std::string>{"a1", "b1", "a2"});
-    }
-}

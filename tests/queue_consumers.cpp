@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -553,6 +554,62 @@ TEMPLATE_TEST_CASE("consumer cancellation: a callback deleting its own queue get
     CHECK(b.dispatch() == 1);
     CHECK(events == strings{"got a", "cancelled", "deleted"});
     CHECK_FALSE(sub.active());
+}
+
+TEMPLATE_TEST_CASE("consumer cancellation: every on_cancel runs though some throw; the errors go to the error "
+                   "handler, or the first is rethrown once all ran",
+                   "[consumer][cancel][error]", warren::broker, warren::concurrent_broker) {
+    TestType b;
+    b.declare_queue("q");
+    strings ran;
+    auto notify = [&](std::string tag, bool throws) {
+        warren::consumer_options o = consumer(tag);
+        o.on_cancel = [&ran, tag, throws] {
+            ran.push_back(tag);
+            if (throws) throw std::runtime_error("on_cancel of " + tag);
+        };
+        return o;
+    };
+    auto noop = [](typename TestType::delivery&) {};
+    auto first = b.subscribe("q", noop, notify("first", true));
+    auto second = b.subscribe("q", noop, notify("second", false));
+    auto third = b.subscribe("q", noop, notify("third", true));
+    send(b, "q", {"m"});
+
+    SECTION("without an error handler, delete_queue rethrows the first error after every on_cancel ran") {
+        std::string what;
+        try {
+            (void)b.delete_queue("q");
+        } catch (const std::runtime_error& e) {
+            what = e.what();
+        }
+        CHECK(what == "on_cancel of first");
+    }
+    SECTION("with an error handler, each error goes there and delete_queue returns") {
+        std::vector<warren::consumer_error> errors;
+        b.set_error_handler([&](const warren::consumer_error& e) { errors.push_back(e); });
+        CHECK(b.delete_queue("q") == 1);
+        REQUIRE(errors.size() == 2);
+        strings failed;
+        for (const auto& e : errors) {
+            CHECK(e.queue == "q");
+            CHECK(e.delivery_tag == 0); // not about a delivery
+            try {
+                std::rethrow_exception(e.exception);
+            } catch (const std::runtime_error& x) {
+                failed.push_back(e.consumer_tag + ": " + x.what());
+            }
+        }
+        CHECK(failed == strings{"first: on_cancel of first", "third: on_cancel of third"});
+    }
+    CHECK(ran == strings{"first", "second", "third"});
+    CHECK_FALSE(b.has_queue("q"));
+    CHECK_FALSE(first.active());
+    CHECK_FALSE(third.active());
+    // The broker goes on.
+    b.declare_queue("q");
+    send(b, "q", {"again"});
+    CHECK(b.message_count("q") == 1);
 }
 
 // ---------------------------------------------------------------------------------------

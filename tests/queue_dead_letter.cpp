@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -787,4 +788,40 @@ TEMPLATE_TEST_CASE("dead-lettering: a rejected message bouncing between full rej
     CHECK(drain(b, "q2") == strings{"m1"});
     CHECK(b.message_count("q0") == 0);
     CHECK(b.queue_stats("q2").accounted());
+}
+
+TEMPLATE_TEST_CASE("dead-lettering: x-death counts saturate at the largest integer instead of overflowing",
+                   "[dead-letter][x-death]", warren::broker, warren::concurrent_broker) {
+    constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
+    constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
+    warren::manual_clock clock(epoch);
+    TestType b(clock);
+    declare_sink(b, "dlx", "dead");
+    b.declare_queue("q", with_args({{"x-dead-letter-exchange", "dlx"}}));
+    // A message that arrives with a history, as a client may set x-death itself.
+    auto entry = [](std::int64_t count) {
+        return warren::field_value(warren::field_table{{"queue", "q"},
+                                                       {"reason", "rejected"},
+                                                       {"count", count},
+                                                       {"exchange", ""},
+                                                       {"routing-keys", warren::field_array{"q"}},
+                                                       {"time", std::int64_t{1}}});
+    };
+    auto count_after_rejecting = [&](warren::field_array history) {
+        warren::message m{.routing_key = "q", .body = "m"};
+        m.properties.headers.set("x-death", std::move(history));
+        REQUIRE(b.publish("", std::move(m)) == 1);
+        reject_next(b, "q", "m");
+        auto d = b.try_get("dead");
+        REQUIRE(d);
+        const auto& deaths = *d->properties().headers.find("x-death")->template get_if<warren::field_array>();
+        REQUIRE(deaths.size() == 1);
+        return *deaths.front().template get_if<warren::field_table>()->find("count")->template get_if<std::int64_t>();
+    };
+    CHECK(count_after_rejecting({entry(max)}) == max);
+    CHECK(count_after_rejecting({entry(max - 1)}) == max);
+    CHECK(count_after_rejecting({entry(max), entry(max)}) == max); // entries of one queue and reason merge
+    CHECK(count_after_rejecting({entry(1), entry(max)}) == max);
+    CHECK(count_after_rejecting({entry(min), entry(min)}) == min + 1); // the sum saturates below too
+    CHECK(count_after_rejecting({entry(5)}) == 6);
 }

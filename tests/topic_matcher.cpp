@@ -462,3 +462,48 @@ TEST_CASE("topic_matcher: UTF-8 words compare bytewise", "[topic]") {
     CHECK(reports(m, "caf\xc3\xa9") == std::vector<int>{2});
     CHECK(reports(m, "cafe\xcc\x81").empty()); // e + combining accent: other bytes
 }
+
+TEST_CASE("topic_matcher: memory follows the live bindings down", "[topic][memory]") {
+    constexpr std::uint32_t n = 200'000;
+    constexpr std::uint32_t kept = 300;
+    // Four-word patterns, the first word shared, the rest mostly distinct; some wildcards.
+    auto pattern = [](std::uint32_t i) {
+        return "app." + std::to_string(i % 1000) + "." + (i % 7 == 0 ? std::string("*") : std::to_string(i)) + ".#";
+    };
+    warren::topic_matcher<std::uint32_t> m;
+    m.set_cache_capacity(GENERATE(0U, 256U));
+    const std::size_t empty = m.memory_bytes();
+    for (std::uint32_t i = 0; i < n; ++i) REQUIRE(m.insert(pattern(i), i));
+    const std::size_t peak = m.memory_bytes();
+    auto sorted_reports = [&](std::string_view key) {
+        auto got = reports(m, key);
+        std::sort(got.begin(), got.end());
+        return got;
+    };
+    std::vector<std::uint32_t> want_at_peak;
+    for (std::uint32_t i = 0; i < n; ++i) {
+        if (reference_topic_match(pattern(i), "app.7.7.x")) want_at_peak.push_back(i);
+    }
+    CHECK(sorted_reports("app.7.7.x") == want_at_peak); // 7, and app.7.*.# for 7007, 14007, ...
+    for (std::uint32_t i = kept; i < n; ++i) REQUIRE(m.erase(pattern(i), i));
+    const std::size_t left = m.memory_bytes();
+    INFO("empty " << empty << " bytes, peak " << peak << ", with " << kept << " left " << left);
+    CHECK(left < peak / 10);
+    CHECK(m.size() == kept);
+    // What is left matches as before, and erasing the rest leaves an empty matcher.
+    for (std::uint32_t i = 0; i < kept; i += 37) {
+        const std::string key = "app." + std::to_string(i % 1000) + "." + std::to_string(i) + ".end";
+        std::vector<std::uint32_t> want;
+        for (std::uint32_t j = 0; j < kept; ++j) {
+            if (reference_topic_match(pattern(j), key)) want.push_back(j);
+        }
+        CHECK(sorted_reports(key) == want);
+    }
+    for (std::uint32_t i = 0; i < kept; ++i) REQUIRE(m.erase(pattern(i), i));
+    CHECK(m.empty());
+    CHECK(m.memory_bytes() <= 2 * empty + 4096);
+    CHECK(reports(m, "app.7.7.x").empty());
+    // And it fills again.
+    for (std::uint32_t i = 0; i < 1000; ++i) REQUIRE(m.insert(pattern(i), i));
+    CHECK(sorted_reports("app.7.7.x") == std::vector<std::uint32_t>{7});
+}

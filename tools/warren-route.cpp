@@ -16,7 +16,10 @@
 // TOPOLOGY_FILE
 //     One declaration per line. Fields are separated by exactly one TAB; an empty field
 //     is the empty string (so `bind<TAB>q<TAB>logs<TAB>` binds with the empty key).
-//     Lines starting with `#` are comments; empty lines are ignored.
+//     Lines starting with `#` are comments; empty lines are ignored. Lines end at LF or
+//     CRLF (the CR is not part of the last field). A line holds at most 4,096 fields and
+//     1 MiB (1,048,576 bytes); a longer one is an error (exit status 2). The same holds
+//     for MESSAGES.
 //
 //         exchange <name> <fanout|direct|topic|headers> [alternate-exchange=<name>] [internal]
 //         queue <name> [<x-arg>=<value> ...]
@@ -80,7 +83,8 @@
 //     0 success; 1 the topology file cannot be read; 2 a usage error, a malformed or
 //     refused topology line (reported on stderr as FILE:LINE: reason), or a malformed
 //     message line (reported as <stdin>:LINE: reason, after the lines before it; the
-//     --queues report is then not printed).
+//     --queues report is then not printed). A line over the limits above is malformed.
+//     Names in reasons are quoted with control characters made visible ('q\r').
 //
 // EXAMPLE
 //     $ printf 'exchange\tlogs\ttopic\nqueue\tq\tx-max-length=1\nbind\tq\tlogs\tkern.*\n' > topology
@@ -138,6 +142,7 @@ TOPOLOGY_FILE, one declaration per line, fields separated by one TAB, '#' commen
   bind-exchange <destination> <source> <binding-key> [<arg>=<value> ...]
   (x-max-length, x-max-length-bytes, x-max-priority, x-message-ttl, x-expires are
   integers, x-single-active-consumer is true or false, other arguments are strings)
+  Lines end at LF or CRLF, and hold at most 4096 fields and 1 MiB.
 
 MESSAGES, one per line: <exchange> TAB <routing-key> [TAB <field>=<value> ...]
   (an empty exchange is the default exchange; a field is a header, or a property if
@@ -161,17 +166,51 @@ struct input_error {
     std::string reason;
 };
 
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+/// A name as the broker quotes it in errors: control characters made visible ('q\r').
+std::string quoted(std::string_view s) { return warren::detail::quoted(s); }
 
-/// Splits on every TAB: "a\t\tb" is three fields, the middle one empty.
+/// The most bytes and fields a line may hold (documented in the file comment and usage).
+constexpr std::size_t max_line_bytes = std::size_t{1} << 20;
+constexpr std::size_t max_fields = 4096;
+
+/// What read_line found.
+enum class line_status : std::uint8_t { line, end, too_long };
+
+/// Reads the next line of `in` into `line`, without its LF or CRLF. Stops reading at
+/// max_line_bytes, so a hostile input cannot make the tool hold an endless line.
+line_status read_line(std::istream& in, std::string& line) {
+    using traits = std::char_traits<char>;
+    line.clear();
+    std::streambuf* buffer = in.rdbuf();
+    for (;;) {
+        const traits::int_type c = buffer->sbumpc();
+        if (traits::eq_int_type(c, traits::eof())) {
+            in.setstate(std::ios::eofbit);
+            if (line.empty()) return line_status::end;
+            break; // a last line without LF
+        }
+        if (traits::to_char_type(c) == '\n') break;
+        if (line.size() == max_line_bytes) return line_status::too_long;
+        line.push_back(traits::to_char_type(c));
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return line_status::line;
+}
+
+/// Splits on every TAB: "a\t\tb" is three fields, the middle one empty. A line with
+/// more than max_fields fields is malformed.
 std::vector<std::string_view> split_fields(std::string_view line) {
     std::vector<std::string_view> fields;
     for (;;) {
         const std::size_t tab = line.find('\t');
         fields.push_back(line.substr(0, tab));
-        if (tab == std::string_view::npos) return fields;
+        if (tab == std::string_view::npos) break;
         line.remove_prefix(tab + 1);
     }
+    if (fields.size() > max_fields) {
+        throw input_error{"line has " + std::to_string(fields.size()) + " fields; the limit is " + std::to_string(max_fields)};
+    }
+    return fields;
 }
 
 /// `name=value`, split at the first `=` (so values may hold `=`).
@@ -192,12 +231,12 @@ std::optional<T> parse_integer(std::string_view text) {
 
 /// String-valued fields from `name=value` fields; a repeated name keeps the last value.
 warren::field_table parse_table(const std::vector<std::string_view>& fields, std::size_t first, std::string_view what) {
-    warren::field_table table;
+    std::vector<warren::field_entry> entries;
     for (std::size_t i = first; i < fields.size(); ++i) {
         const auto [name, value] = split_assignment(fields[i], what);
-        table.set(name, std::string(value));
+        entries.push_back({std::string(name), std::string(value)});
     }
-    return table;
+    return warren::field_table(std::move(entries)); // sorted once: O(n log n)
 }
 
 /// The queue arguments RabbitMQ wants as integers or booleans: a string "10" would not be
@@ -232,12 +271,12 @@ warren::field_value queue_argument(std::string_view name, std::string_view text)
 
 /// Queue arguments from `name=value` fields; a repeated name keeps the last value.
 warren::field_table parse_queue_arguments(const std::vector<std::string_view>& fields, std::size_t first) {
-    warren::field_table arguments;
+    std::vector<warren::field_entry> entries;
     for (std::size_t i = first; i < fields.size(); ++i) {
         const auto [name, value] = split_assignment(fields[i], "queue argument");
-        arguments.set(name, queue_argument(name, value));
+        entries.push_back({std::string(name), queue_argument(name, value)});
     }
-    return arguments;
+    return warren::field_table(std::move(entries));
 }
 
 void require_fields(const std::vector<std::string_view>& fields, std::size_t n, std::string_view syntax) {
@@ -285,7 +324,7 @@ warren::exchange_options parse_exchange_options(const std::vector<std::string_vi
             options.internal = true;
         } else if (f[i].starts_with("alternate-exchange=") && !alternate) {
             alternate = true;
-            options.arguments.set("alternate-exchange", std::string(f[i].substr(f[i].find('=') + 1)));
+            options.arguments = {{"alternate-exchange", std::string(f[i].substr(f[i].find('=') + 1))}};
         } else {
             throw input_error{"unexpected or repeated exchange option " + quoted(f[i]) + "; expected " +
                               std::string(syntax)};
@@ -334,7 +373,14 @@ int load_topology(const char* path, brokers& b, queue_names& queues) {
         return exit_failure;
     }
     std::string line;
-    for (std::size_t number = 1; std::getline(in, line); ++number) {
+    for (std::size_t number = 1;; ++number) {
+        const line_status status = read_line(in, line);
+        if (status == line_status::end) break;
+        if (status == line_status::too_long) {
+            std::cerr << "warren-route: " << path << ':' << number << ": line is longer than " << max_line_bytes
+                      << " bytes\n";
+            return exit_bad_input;
+        }
         if (line.empty() || line.front() == '#') continue;
         try {
             apply_declaration(b, split_fields(line), queues);
@@ -407,15 +453,17 @@ message_spec parse_message(std::string_view line) {
     if (f.size() < 2) throw input_error{"missing fields; expected <exchange> TAB <routing-key> [TAB <field>=<value> ...]"};
     message_spec spec{std::string(f[0]), {}};
     spec.message.routing_key = std::string(f[1]);
+    std::vector<warren::field_entry> headers;
     for (std::size_t i = 2; i < f.size(); ++i) {
         const bool property = f[i].starts_with('@');
         const auto [name, value] = split_assignment(f[i], property ? "property" : "header");
         if (property) {
             set_property(spec.message.properties, name.substr(1), value);
         } else {
-            spec.message.properties.headers.set(name, std::string(value));
+            headers.push_back({std::string(name), std::string(value)});
         }
     }
+    spec.message.properties.headers = warren::field_table(std::move(headers)); // a repeated name: the last wins
     return spec;
 }
 
@@ -511,9 +559,19 @@ void print_queue_contents(warren::broker& broker, const queue_names& queues, std
 /// (FIONREAD); where it cannot tell, the answer is "no", which costs only a smaller batch.
 bool more_input_ready(std::istream& in) { return in.rdbuf()->in_avail() > 0; }
 
+/// Reports a message line over the limits, after answering the lines before it.
+int refuse_long_line(router& r, std::size_t number, std::ostream& out) {
+    r.flush(out);
+    std::cerr << "warren-route: <stdin>:" << number << ": line is longer than " << max_line_bytes << " bytes\n";
+    return exit_bad_input;
+}
+
 int route_stream(router& r, std::istream& in, std::ostream& out) {
     std::string line;
-    for (std::size_t number = 1; std::getline(in, line); ++number) {
+    for (std::size_t number = 1;; ++number) {
+        const line_status status = read_line(in, line);
+        if (status == line_status::end) break;
+        if (status == line_status::too_long) return refuse_long_line(r, number, out);
         if (!line.empty()) {
             try {
                 message_spec spec = parse_message(line);
@@ -578,7 +636,10 @@ void bench(warren::broker& broker, const queue_names& queues, const std::vector<
 int run_bench(router& r, brokers& b, const queue_names& queues, bool show_queues) {
     std::vector<message_spec> messages;
     std::string line;
-    for (std::size_t number = 1; std::getline(std::cin, line); ++number) {
+    for (std::size_t number = 1;; ++number) {
+        const line_status status = read_line(std::cin, line);
+        if (status == line_status::end) break;
+        if (status == line_status::too_long) return refuse_long_line(r, number, std::cout);
         if (line.empty()) continue;
         try {
             messages.push_back(parse_message(line));

@@ -24,11 +24,14 @@
 
 #include "clock.hpp"
 #include "delivery.hpp"
+#include "detail/binding_graph.hpp"
 #include "detail/dead_letter.hpp"
+#include "detail/deferred_release.hpp"
 #include "detail/exchange_model.hpp"
 #include "detail/expiration.hpp"
 #include "detail/message_node.hpp"
 #include "detail/ref_ptr.hpp"
+#include "detail/saturate.hpp"
 #include "direct_exchange.hpp"
 #include "error.hpp"
 #include "exchange.hpp"
@@ -166,6 +169,16 @@ struct consumer_error {
 /// multi_threaded (every member thread-safe; callbacks run with no lock held).
 /// Callbacks may publish, subscribe, unsubscribe (their own subscription included),
 /// declare, bind and delete.
+///
+/// User objects (callbacks and their captures, on_cancel, the handlers, message bodies,
+/// exchange types) are destroyed after every lock is released and never while a container
+/// that holds them is being walked, so their destructors may use the broker, and a
+/// callback may own its own subscription.
+///
+/// Costs: binding and unbinding are O(1) amortised (O(words) for topic keys) whatever the
+/// counts (200k keys on one queue, 20k queues on one key), and so are declaring and
+/// deleting queues and exchanges, beyond the bindings they hold; memory follows the
+/// bindings down.
 template <message_type Message, threading_policy Policy>
 class basic_broker : private basic_queue<Message, Policy>::host {
 public:
@@ -217,9 +230,12 @@ public:
     std::string declare_queue(std::string_view name = {}, const queue_options& options = {});
     /// Whether a queue of that name exists (a passive declare).
     [[nodiscard]] bool has_queue(std::string_view name) const;
-    /// Deletes a queue: its messages are dropped, its consumers end (their on_cancel runs),
-    /// its bindings go. Returns the number of ready messages dropped. A queue that does
-    /// not exist is not an error, as in RabbitMQ.
+    /// Deletes a queue: its messages are dropped, its consumers end, its bindings go.
+    /// Returns the number of ready messages dropped. A queue that does not exist is not an
+    /// error, as in RabbitMQ. Each consumer's on_cancel runs (AMQP's basic.cancel), after
+    /// the broker's locks are released; every one runs even if some throw: their errors go
+    /// to the error handler (consumer_error with delivery_tag 0), or without one the first
+    /// is rethrown once all have run, the queue already gone.
     std::size_t delete_queue(std::string_view name, const queue_delete_options& options = {});
     /// Drops a queue's ready messages and returns how many.
     std::size_t purge_queue(std::string_view name);
@@ -293,13 +309,20 @@ public:
     /// Applies time first (see expire()) when a queue can hold expiring messages or has
     /// x-expires.
     std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max());
-    /// Like dispatch(), but also stops once the broker's clock reads `deadline` or later.
-    /// The clock is read before each delivery, so a frame's drain overruns its deadline by
-    /// at most one callback; a deadline already past delivers nothing.
-    std::size_t dispatch_until(clock::time_point deadline,
+    /// Like dispatch(), but also stops once `deadline` has passed on its own clock:
+    /// std::chrono::steady_clock, or any monotonic chrono clock the caller passes. A frame
+    /// budget is wall time, independent of the broker's clock, which ages messages and may
+    /// be simulation time (a warren::clock time point does not compile here). The clock is
+    /// read before each delivery, so a frame's drain overruns its deadline by at most one
+    /// callback; a deadline already past delivers nothing.
+    template <class Clock, class Duration>
+    std::size_t dispatch_until(std::chrono::time_point<Clock, Duration> deadline,
                                std::size_t max_messages = std::numeric_limits<std::size_t>::max());
-    /// dispatch_until(now + budget), with now read from the broker's clock.
-    std::size_t dispatch_for(clock::duration budget, std::size_t max_messages = std::numeric_limits<std::size_t>::max());
+    /// dispatch_until(std::chrono::steady_clock::now() + budget), the sum saturating: a
+    /// budget of hours::max() is no time limit, a negative or NaN one delivers nothing.
+    template <class Rep, class Period>
+    std::size_t dispatch_for(std::chrono::duration<Rep, Period> budget,
+                             std::size_t max_messages = std::numeric_limits<std::size_t>::max());
 
     /// Applies the passage of time: removes the expired messages at the heads of queues
     /// (dead-lettering them where the queue has a dead-letter exchange) and deletes the
@@ -318,11 +341,13 @@ public:
         requires(!Policy::thread_safe);
 
     /// Where mandatory messages that no queue took go. Without a handler they are dropped
-    /// (publish() returned 0 for them).
+    /// (publish() returned 0 for them). The handler replaced is destroyed after the
+    /// broker's locks are released.
     void set_return_handler(return_handler handler);
 
-    /// Where exceptions from consumer callbacks go. Without a handler (the default),
-    /// dispatch() rethrows them.
+    /// Where exceptions from consumer callbacks and on_cancel notifications go. Without a
+    /// handler (the default), dispatch() and delete_queue() rethrow them. The handler
+    /// replaced is destroyed after the broker's locks are released.
     void set_error_handler(error_handler handler);
 
     // -- observation ---------------------------------------------------------------------
@@ -359,17 +384,6 @@ private:
     friend publisher;
     friend subscription;
 
-    struct binding {
-        destination target;
-        field_table arguments;
-    };
-    /// A binding seen from its destination, so deleting the destination finds it fast.
-    struct incoming_binding {
-        std::uint32_t source;
-        std::string key;
-        field_table arguments;
-    };
-
 public:
     /// An exchange as the broker keeps it. Not for applications: use names or a publisher.
     struct exchange_node : detail::ref_counted<Policy> {
@@ -382,10 +396,8 @@ public:
         std::uint32_t index = 0;
         bool deleted = false;
         bool had_binding = false;
-        std::size_t binding_count = 0;
-        std::size_t exchange_targets = 0; // bindings to other exchanges
-        std::unordered_map<std::string, std::vector<binding>> bindings; // by key
-        std::vector<incoming_binding> incoming;                          // as a destination
+        std::size_t binding_count = 0;    // bindings from it
+        std::size_t exchange_targets = 0; // of those, to other exchanges
         // Counters; relaxed atomics under multi_threaded, plain integers otherwise.
         typename Policy::template atomic<std::uint64_t> published{0};
         typename Policy::template atomic<std::uint64_t> unroutable{0};
@@ -394,19 +406,20 @@ public:
     };
 
 private:
-    struct queue_slot {
-        detail::ref_ptr<queue_type> queue;
-        std::vector<incoming_binding> incoming;
-    };
-    /// The queues in declaration order, rebuilt on declare and delete, never changed after:
-    /// dispatch() takes one reference to it instead of copying the list.
+    /// The queues in declaration order, for dispatch() and expire() to walk without the
+    /// topology lock: they take a reference to it. A deleted queue leaves a null entry
+    /// until they are a third or more, then the list is compacted. Changed in place while
+    /// nothing else holds it, copied first otherwise (a dispatch in progress keeps walking
+    /// the list it took), so declaring and deleting cost O(1) amortised.
     struct queue_list : detail::ref_counted<Policy> {
         std::vector<detail::ref_ptr<queue_type>> queues;
+        std::size_t deleted = 0; // null entries
     };
     using exchange_factory = std::unique_ptr<detail::exchange_base> (*)();
     using node_type = detail::message_node<Message, Policy>;
     using shared_lock = std::shared_lock<typename Policy::shared_mutex>;
     using unique_lock = std::unique_lock<typename Policy::shared_mutex>;
+    using ended_consumers = typename queue_type::ended_consumers;
 
     struct transparent_hash {
         using is_transparent = void;
@@ -435,14 +448,16 @@ private:
     confirmation publish_named(std::string_view exchange, Message& msg, publish_options options);
     confirmation publish_to(exchange_node& exchange, Message& msg, publish_options options);
     /// Routes and enqueues; an unroutable message stays in `msg` for the caller to return.
-    confirmation publish_locked(exchange_node& exchange, Message& msg);
+    /// The stored message goes to `stored`, which the caller keeps until its lock is released.
+    confirmation publish_locked(exchange_node& exchange, Message& msg, detail::ref_ptr<node_type>& stored);
     confirmation finish_publish(confirmation outcome, exchange_node& exchange, Message& msg, publish_options options);
     /// Pushes `node` into the queues in `targets`; dead letters this causes join `work`.
     void enqueue(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
                  confirmation& outcome, std::vector<pending_dead_letter>& work, const field_table* cycle_check,
                  std::uint32_t hops = 0);
     /// Routes dead letters (and those they cause in turn) through their dead-letter
-    /// exchanges. Topology lock held (shared).
+    /// exchanges, and empties `work`, deferring the references it held. Topology lock held
+    /// (shared).
     void route_dead_letters(std::vector<pending_dead_letter>& work);
     void dead_letter(queue_type& from, dead_letters& letters) override;
     void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
@@ -454,21 +469,28 @@ private:
     }
     void delete_auto_delete_queue(queue_type& queue) noexcept;
     bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
-    std::size_t dispatch_some(std::size_t max_messages, const clock::time_point* deadline);
+    /// Delivers until `max_messages`, no consumer can take more, or `stop()` says so.
+    template <class Stop>
+    std::size_t dispatch_some(std::size_t max_messages, Stop&& stop);
+    /// Runs the on_cancel of each consumer a deleted queue ended, every one even if some
+    /// throw; see delete_queue for where their errors go. No lock held.
+    void notify_cancelled(const std::string& queue, const ended_consumers& ended);
+    /// Hands `failure` to the error handler, or rethrows it without one.
+    void report(std::exception_ptr failure, const std::string& queue, const std::string& consumer_tag,
+                std::uint64_t delivery_tag);
 
     void add_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
     void remove_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
-    bool erase_binding(exchange_node& source, destination target, std::string_view key, const field_table& args);
-    std::vector<incoming_binding>& incoming_of(destination target);
+    /// The binding's exchange forgets it; it is already out of the graph.
+    void forget_binding(exchange_node& source, const detail::binding& b);
     void drop_incoming(destination target);
     void drop_outgoing(exchange_node& exchange);
     void delete_exchange_locked(exchange_node& exchange);
-    /// Returns the on_cancel notifications of the consumers it ended; sets `ready_dropped`
-    /// (if given) to the ready messages the queue held when it closed.
-    [[nodiscard]] std::vector<std::function<void()>> delete_queue_locked(std::uint32_t index,
-                                                                         std::size_t* ready_dropped = nullptr);
+    /// Removes a closed queue from the broker's tables; its reference is deferred.
+    void remove_queue_locked(std::uint32_t index);
     void maybe_auto_delete(exchange_node& exchange);
-    void rebuild_queue_list();
+    /// The queue list, uniquely held so that it may be changed in place.
+    queue_list& writable_queue_list();
 
     [[nodiscard]] exchange_node& find_exchange(std::string_view name) const;
     [[nodiscard]] std::uint32_t find_queue_index(std::string_view name) const;
@@ -486,12 +508,15 @@ private:
     name_map<std::uint32_t> queue_by_name_;
     std::vector<detail::ref_ptr<exchange_node>> exchanges_; // by index; empty when free
     std::vector<std::uint32_t> free_exchanges_;
-    std::vector<queue_slot> queues_; // by index; queue empty when free
+    std::vector<detail::ref_ptr<queue_type>> queues_; // by index; empty when free
+    std::vector<std::size_t> list_position_;          // by index: where the queue is in dispatch_list_
     std::vector<std::uint32_t> free_queues_;
-    std::vector<detail::ref_ptr<queue_type>> declared_order_;
+    detail::binding_graph bindings_;
     detail::ref_ptr<queue_list> dispatch_list_;
-    error_handler error_handler_;
-    return_handler return_handler_;
+    // Copied under the lock as one reference, called without it; the replaced ones are
+    // destroyed after it is released.
+    std::shared_ptr<const error_handler> error_handler_;
+    std::shared_ptr<const return_handler> return_handler_;
     // A cached route writes to the cache, so only a single-threaded broker has one.
     std::size_t routing_cache_capacity_ = Policy::thread_safe ? 0 : default_routing_cache_capacity;
     typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
@@ -527,10 +552,17 @@ basic_broker<Message, Policy>::basic_broker(const clock& time)
 
 template <message_type Message, threading_policy Policy>
 basic_broker<Message, Policy>::~basic_broker() {
+    // What the queues held (consumers with their callbacks, messages) is destroyed once
+    // every queue is closed: a callback's captures may end subscriptions of other queues,
+    // which then find them closed and touch nothing.
+    const detail::deferred_release::scope releases_after_closing;
+    std::vector<ended_consumers> ended;
     // Closed queues refuse pushes and gets, so subscriptions and deliveries that outlive
     // the broker stay harmless.
-    for (auto& slot : queues_) {
-        if (slot.queue) (void)slot.queue->close(); // no basic.cancel: the broker itself goes away
+    for (auto& queue : queues_) {
+        if (!queue) continue;
+        ended.push_back(queue->close()); // no basic.cancel: the broker itself goes away
+        queue->detach_host();            // waits for a hand-over of dead letters in progress
     }
     for (auto& exchange : exchanges_) {
         if (exchange) exchange->deleted = true;
@@ -675,6 +707,7 @@ void basic_broker<Message, Policy>::delete_exchange(std::string_view name, bool 
     if (name.starts_with("amq.")) {
         detail::raise(reply_code::access_refused, "deletion of system exchange " + detail::quoted(name) + " not allowed");
     }
+    const detail::deferred_release::scope releases_after_unlock; // the exchange type, user code
     unique_lock lock(topology_);
     auto it = exchange_by_name_.find(name);
     if (it == exchange_by_name_.end()) return;
@@ -693,7 +726,9 @@ void basic_broker<Message, Policy>::delete_exchange_locked(exchange_node& exchan
     exchange.deleted = true;
     exchange_by_name_.erase(exchange_by_name_.find(std::string_view(exchange.name)));
     const std::uint32_t index = exchange.index;
-    exchanges_[index].reset(); // publishers may keep the node alive, marked deleted
+    // Publishers may keep the node alive, marked deleted; else it goes once the lock is
+    // released, with its exchange type (user code).
+    detail::deferred_release::defer(std::move(exchanges_[index]));
     free_exchanges_.push_back(index);
 }
 
@@ -719,10 +754,11 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
                           "x-dead-letter-exchange needs a copyable message type (queue " + detail::quoted(name) + ")");
         }
     }
+    const detail::deferred_release::scope releases_after_unlock; // a queue list a dispatch let go of
     unique_lock lock(topology_);
     if (!name.empty()) {
         if (auto it = queue_by_name_.find(name); it != queue_by_name_.end()) {
-            const queue_options& current = queues_[it->second].queue->options();
+            const queue_options& current = queues_[it->second]->options();
             auto check = [&](std::string_view arg, bool received, bool existing) {
                 if (received == existing) return;
                 detail::raise(reply_code::precondition_failed,
@@ -750,7 +786,7 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
                 detail::check_equivalent_arguments(options.arguments, current.arguments, detail::queue_equivalence_keys,
                                                    "queue " + detail::quoted(name));
             }
-            queues_[it->second].queue->touch(); // a redeclare is a use, for x-expires
+            queues_[it->second]->touch(); // a redeclare is a use, for x-expires
             return std::string(name);
         }
         if (name.starts_with("amq.")) {
@@ -760,13 +796,31 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
     }
     std::string actual(name);
     while (actual.empty() || queue_by_name_.contains(actual)) actual = generate_name("amq.gen-", 2 * ++name_counter_);
+    auto queue = detail::make_ref<queue_type>(actual, options, *clock_, static_cast<typename queue_type::host*>(this));
+    queue_list& list = writable_queue_list();
     const std::uint32_t index = take_slot(queues_, free_queues_);
-    queues_[index].queue = detail::make_ref<queue_type>(actual, options, *clock_, static_cast<typename queue_type::host*>(this));
+    queues_[index] = queue;
+    if (list_position_.size() < queues_.size()) list_position_.resize(queues_.size());
+    list_position_[index] = list.queues.size();
     if (parsed.message_ttl || parsed.expires) timed_queues_.fetch_add(1, std::memory_order_relaxed);
     queue_by_name_.emplace(actual, index);
-    declared_order_.push_back(queues_[index].queue);
-    rebuild_queue_list();
+    list.queues.push_back(std::move(queue));
     return actual;
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::writable_queue_list() -> queue_list& {
+    // Nothing else can take a reference meanwhile: they take it under the topology lock,
+    // which the caller holds exclusively.
+    if (!dispatch_list_->unique()) {
+        auto copy = detail::make_ref<queue_list>();
+        copy->queues.reserve(dispatch_list_->queues.size() + 1);
+        copy->queues = dispatch_list_->queues; // deleted entries too: positions stay
+        copy->deleted = dispatch_list_->deleted;
+        std::swap(copy, dispatch_list_);
+        detail::deferred_release::defer(std::move(copy)); // a dispatch in progress holds it
+    }
+    return *dispatch_list_;
 }
 
 template <message_type Message, threading_policy Policy>
@@ -785,11 +839,13 @@ std::uint32_t basic_broker<Message, Policy>::find_queue_index(std::string_view n
 template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::find_queue_ref(std::string_view name) const -> detail::ref_ptr<queue_type> {
     shared_lock lock(topology_);
-    return queues_[find_queue_index(name)].queue;
+    return queues_[find_queue_index(name)];
 }
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, const queue_delete_options& options) {
+    // Its messages, consumers and the queue itself go once the lock is released.
+    const detail::deferred_release::scope releases_after_unlock;
     {
         // Expired heads go first, as RabbitMQ's TTL timer would have removed them (and
         // if_empty must not count them); not under the unique lock, which routing their
@@ -797,42 +853,85 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
         detail::ref_ptr<queue_type> queue;
         {
             shared_lock lock(topology_);
-            if (auto it = queue_by_name_.find(name); it != queue_by_name_.end()) queue = queues_[it->second].queue;
+            if (auto it = queue_by_name_.find(name); it != queue_by_name_.end()) queue = queues_[it->second];
         }
         if (queue) queue->expire();
     }
-    unique_lock lock(topology_);
-    auto it = queue_by_name_.find(name);
-    if (it == queue_by_name_.end()) return 0;
-    queue_type& queue = *queues_[it->second].queue;
-    if (options.if_unused && queue.consumer_count() > 0) {
-        detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " in use");
-    }
-    if (options.if_empty && queue.message_count() > 0) {
-        detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " not empty");
-    }
-    // Counted as the queue closes: consumers and gets on other threads take messages
-    // without the topology lock until then.
+    ended_consumers ended;
     std::size_t dropped = 0;
-    auto notifications = delete_queue_locked(it->second, &dropped);
-    lock.unlock();
-    for (auto& notify : notifications) notify(); // AMQP's basic.cancel, outside the lock
+    std::string queue_name;
+    {
+        unique_lock lock(topology_);
+        auto it = queue_by_name_.find(name);
+        if (it == queue_by_name_.end()) return 0;
+        queue_type& queue = *queues_[it->second];
+        if (options.if_unused && queue.consumer_count() > 0) {
+            detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " in use");
+        }
+        if (options.if_empty && queue.message_count() > 0) {
+            detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " not empty");
+        }
+        // Counted as the queue closes: consumers and gets on other threads take messages
+        // without the topology lock until then.
+        queue_name = queue.name();
+        ended = queue.close(&dropped);
+        remove_queue_locked(it->second);
+    }
+    notify_cancelled(queue_name, ended); // AMQP's basic.cancel, outside the lock
     return dropped;
 }
 
 template <message_type Message, threading_policy Policy>
-std::vector<std::function<void()>> basic_broker<Message, Policy>::delete_queue_locked(std::uint32_t index,
-                                                                                    std::size_t* ready_dropped) {
-    detail::ref_ptr<queue_type> queue = std::move(queues_[index].queue);
+void basic_broker<Message, Policy>::remove_queue_locked(std::uint32_t index) {
+    detail::ref_ptr<queue_type> queue = std::move(queues_[index]);
     const queue_arguments& args = queue->arguments();
     if (args.message_ttl || args.expires) timed_queues_.fetch_sub(1, std::memory_order_relaxed);
     drop_incoming(destination(destination::kind::queue, index));
-    queues_[index] = queue_slot{};
     free_queues_.push_back(index);
     queue_by_name_.erase(queue_by_name_.find(std::string_view(queue->name())));
-    declared_order_.erase(std::find(declared_order_.begin(), declared_order_.end(), queue));
-    rebuild_queue_list();
-    return queue->close(ready_dropped);
+    queue_list& list = writable_queue_list();
+    detail::ref_ptr<queue_type>& entry = list.queues[list_position_[index]];
+    WARREN_ASSERT(entry == queue, "the queue list is out of step with the queue table");
+    detail::deferred_release::defer(std::move(entry)); // null now: skipped by walkers
+    ++list.deleted;
+    if (list.deleted * 3 >= list.queues.size()) {
+        // Compact, keeping where dispatch() goes on: the cursor counts live queues before it.
+        const std::size_t cursor = dispatch_cursor_.load(std::memory_order_relaxed);
+        std::size_t live_before_cursor = 0;
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < list.queues.size(); ++i) {
+            if (!list.queues[i]) continue;
+            if (i < cursor) ++live_before_cursor;
+            list_position_[queue_by_name_.find(std::string_view(list.queues[i]->name()))->second] = kept;
+            list.queues[kept++] = std::move(list.queues[i]);
+        }
+        list.queues.resize(kept);
+        if (list.queues.size() * 4 < list.queues.capacity()) list.queues.shrink_to_fit();
+        list.deleted = 0;
+        dispatch_cursor_.store(live_before_cursor, std::memory_order_relaxed);
+    }
+    detail::deferred_release::defer(std::move(queue));
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::notify_cancelled(const std::string& queue, const ended_consumers& ended) {
+    std::vector<std::pair<std::exception_ptr, const std::string*>> failures;
+    for (const auto& c : ended) {
+        if (!c->options.on_cancel) continue;
+        try {
+            c->options.on_cancel();
+        } catch (...) {
+            failures.emplace_back(std::current_exception(), &c->options.tag);
+        }
+    }
+    if (failures.empty()) return;
+    std::shared_ptr<const error_handler> handler;
+    {
+        shared_lock lock(topology_);
+        handler = error_handler_;
+    }
+    if (!handler) std::rethrow_exception(failures.front().first); // every on_cancel has run
+    for (const auto& [failure, tag] : failures) (*handler)(consumer_error{failure, queue, *tag, 0});
 }
 
 template <message_type Message, threading_policy Policy>
@@ -840,13 +939,6 @@ std::size_t basic_broker<Message, Policy>::purge_queue(std::string_view name) {
     auto queue = find_queue_ref(name);
     queue->expire(); // expired heads are not purged: RabbitMQ's TTL timer removed them
     return queue->purge();
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::rebuild_queue_list() {
-    auto list = detail::make_ref<queue_list>();
-    list->queues = declared_order_;
-    dispatch_list_ = std::move(list);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -868,6 +960,7 @@ template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::unbind_queue(std::string_view queue, std::string_view exchange,
                                                  std::string_view binding_key, const field_table& arguments) {
     if (exchange.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
+    const detail::deferred_release::scope releases_after_unlock; // an auto-deleted exchange
     unique_lock lock(topology_);
     exchange_node& source = find_exchange(exchange);
     remove_binding(destination(destination::kind::queue, find_queue_index(queue)), source, binding_key, arguments);
@@ -893,6 +986,7 @@ void basic_broker<Message, Policy>::unbind_exchange(std::string_view destination
     if (source.empty() || destination_name.empty()) {
         detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     }
+    const detail::deferred_release::scope releases_after_unlock; // an auto-deleted exchange
     unique_lock lock(topology_);
     exchange_node& from = find_exchange(source); // RabbitMQ reports a missing source first
     const exchange_node& target = find_exchange(destination_name);
@@ -900,79 +994,56 @@ void basic_broker<Message, Policy>::unbind_exchange(std::string_view destination
 }
 
 template <message_type Message, threading_policy Policy>
-auto basic_broker<Message, Policy>::incoming_of(destination target) -> std::vector<incoming_binding>& {
-    return target.type() == destination::kind::queue ? queues_[target.index()].incoming
-                                                     : exchanges_[target.index()]->incoming;
-}
-
-template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::add_binding(destination target, exchange_node& source, std::string_view key,
                                                 const field_table& args) {
     if (source.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    auto& targets = source.bindings[std::string(key)];
-    for (const auto& b : targets) {
-        if (b.target == target && b.arguments == args) return; // the same binding: nothing to do
+    detail::binding b{source.index, target, std::string(key), args};
+    if (bindings_.contains(b)) return; // the same binding: nothing to do
+    // The exchange may refuse the arguments; nothing has changed yet, and if recording the
+    // binding fails the exchange forgets it again, so a refusal leaves no trace.
+    source.impl->bind(target, key, args);
+    try {
+        bindings_.add(std::move(b));
+    } catch (...) {
+        source.impl->unbind(target, key, args);
+        throw;
     }
-    source.impl->bind(target, key, args); // may refuse the arguments; nothing changed yet
-    targets.push_back(binding{target, args});
     ++source.binding_count;
     if (target.type() == destination::kind::exchange) ++source.exchange_targets;
     source.had_binding = true;
-    incoming_of(target).push_back(incoming_binding{source.index, std::string(key), args});
 }
 
 template <message_type Message, threading_policy Policy>
-bool basic_broker<Message, Policy>::erase_binding(exchange_node& source, destination target, std::string_view key,
-                                                  const field_table& args) {
-    auto slot = source.bindings.find(std::string(key));
-    if (slot == source.bindings.end()) return false;
-    auto& targets = slot->second;
-    auto it = std::find_if(targets.begin(), targets.end(),
-                           [&](const binding& b) { return b.target == target && b.arguments == args; });
-    if (it == targets.end()) return false;
-    source.impl->unbind(target, key, args);
-    targets.erase(it);
-    if (targets.empty()) source.bindings.erase(slot);
+void basic_broker<Message, Policy>::forget_binding(exchange_node& source, const detail::binding& b) {
+    source.impl->unbind(b.target, b.key, b.arguments);
     --source.binding_count;
-    if (target.type() == destination::kind::exchange) --source.exchange_targets;
-    return true;
+    if (b.target.type() == destination::kind::exchange) --source.exchange_targets;
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::remove_binding(destination target, exchange_node& source, std::string_view key,
                                                    const field_table& args) {
     if (source.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    if (!erase_binding(source, target, key, args)) return;
-    auto& incoming = incoming_of(target);
-    incoming.erase(std::find_if(incoming.begin(), incoming.end(), [&](const incoming_binding& b) {
-        return b.source == source.index && b.key == key && b.arguments == args;
-    }));
+    const detail::binding b{source.index, target, std::string(key), args};
+    if (!bindings_.remove(b)) return; // removing one that does not exist does nothing
+    forget_binding(source, b);
     maybe_auto_delete(source);
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::drop_incoming(destination target) {
-    std::vector<incoming_binding> incoming = std::move(incoming_of(target));
-    incoming_of(target).clear();
-    for (const auto& b : incoming) {
-        detail::ref_ptr<exchange_node> source = exchanges_[b.source];
+    for (const detail::binding& b : bindings_.take_to(target)) {
+        const detail::ref_ptr<exchange_node>& source = exchanges_[b.source];
         if (!source) continue;
-        erase_binding(*source, target, b.key, b.arguments);
+        forget_binding(*source, b);
         maybe_auto_delete(*source);
     }
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::drop_outgoing(exchange_node& exchange) {
-    for (auto& [key, targets] : exchange.bindings) {
-        for (const auto& b : targets) {
-            auto& incoming = incoming_of(b.target);
-            incoming.erase(std::remove_if(incoming.begin(), incoming.end(),
-                                          [&](const incoming_binding& in) { return in.source == exchange.index; }),
-                           incoming.end());
-        }
-    }
-    exchange.bindings.clear();
+    // The exchange is going: its routing table goes with it, so only the graph is told.
+    (void)bindings_.take_from(exchange.index);
     exchange.binding_count = 0;
     exchange.exchange_targets = 0;
 }
@@ -1036,23 +1107,29 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
 template <message_type Message, threading_policy Policy>
 confirmation basic_broker<Message, Policy>::publish_named(std::string_view exchange, Message& msg,
                                                          publish_options options) {
+    // What the publish lets go of (messages dropped or dead-lettered on its way, perhaps
+    // the stored message itself) goes once the lock is released.
+    const detail::deferred_release::scope releases_after_unlock;
     detail::ref_ptr<exchange_node> node;
+    detail::ref_ptr<node_type> stored;
     confirmation outcome;
     {
         shared_lock lock(topology_);
         node = exchanges_[find_exchange(exchange).index];
-        outcome = publish_locked(*node, msg);
+        outcome = publish_locked(*node, msg, stored);
     }
     return finish_publish(outcome, *node, msg, options);
 }
 
 template <message_type Message, threading_policy Policy>
 confirmation basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message& msg, publish_options options) {
+    const detail::deferred_release::scope releases_after_unlock;
+    detail::ref_ptr<node_type> stored;
     confirmation outcome;
     {
         shared_lock lock(topology_);
         if (exchange.deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange.name));
-        outcome = publish_locked(exchange, msg);
+        outcome = publish_locked(exchange, msg, stored);
     }
     return finish_publish(outcome, exchange, msg, options);
 }
@@ -1062,7 +1139,7 @@ confirmation basic_broker<Message, Policy>::finish_publish(confirmation outcome,
                                                            publish_options options) {
     // A message some queue refused was routed: it is nacked, never returned.
     if (outcome.routed > 0 || outcome.refused > 0 || !options.mandatory) return outcome;
-    return_handler handler;
+    std::shared_ptr<const return_handler> handler;
     {
         shared_lock lock(topology_);
         handler = return_handler_;
@@ -1071,7 +1148,7 @@ confirmation basic_broker<Message, Policy>::finish_publish(confirmation outcome,
     outcome.returned = true;
     if (handler) {
         returned_message returned{reply_code::no_route, "NO_ROUTE", exchange.name, std::move(msg)};
-        handler(returned);
+        (*handler)(returned);
     }
     return outcome;
 }
@@ -1088,12 +1165,16 @@ void basic_broker<Message, Policy>::set_routing_cache_capacity(std::size_t entri
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::set_return_handler(return_handler handler) {
-    unique_lock lock(topology_);
-    return_handler_ = std::move(handler);
+    std::shared_ptr<const return_handler> replaced = handler ? std::make_shared<const return_handler>(std::move(handler)) : nullptr;
+    {
+        unique_lock lock(topology_);
+        std::swap(return_handler_, replaced);
+    } // the old handler, perhaps its last reference, goes here: after the lock
 }
 
 template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message& msg) {
+confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message& msg,
+                                                          detail::ref_ptr<node_type>& stored) {
     detail::check_length(msg.routing_key, "routing key");
     detail::validate_table(msg.properties.headers, "message headers");
     if (exchange.options.internal) {
@@ -1114,10 +1195,10 @@ confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchan
         return outcome;
     }
     // One immutable node, shared by every queue that gets the message.
-    auto node = detail::make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
+    stored = detail::make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
     thread_local std::vector<pending_dead_letter> work;
     work.clear();
-    enqueue(node, targets, outcome, work, nullptr);
+    enqueue(stored, targets, outcome, work, nullptr);
     if (outcome.refused > 0) {
         outcome.ack = false;
         exchange.nacked.fetch_add(1, std::memory_order_relaxed);
@@ -1132,7 +1213,7 @@ void basic_broker<Message, Policy>::enqueue(const detail::ref_ptr<node_type>& no
                                             const field_table* cycle_check, std::uint32_t hops) {
     thread_local dead_letters dead;
     for (const destination d : targets) {
-        const detail::ref_ptr<queue_type>& queue = queues_[d.index()].queue;
+        const detail::ref_ptr<queue_type>& queue = queues_[d.index()];
         if (cycle_check != nullptr && detail::is_dead_letter_cycle(*cycle_check, queue->name())) {
             // A fully automatic dead-letter cycle: RabbitMQ drops the message for this queue.
             dead_letter_cycles_.fetch_add(1, std::memory_order_relaxed);
@@ -1157,7 +1238,17 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
         // In order, so dead letters reach their queues in the order they died; routing one
         // may add more (a full queue dropping its head), which join the end.
         for (std::size_t i = 0; i < work.size(); ++i) {
+            // Its references (the message, perhaps the last one, and its queue) go once
+            // the lock is released.
+            struct release_later {
+                pending_dead_letter& l;
+                ~release_later() {
+                    detail::deferred_release::defer(std::move(l.message));
+                    detail::deferred_release::defer(std::move(l.from));
+                }
+            };
             pending_dead_letter letter = std::move(work[i]);
+            const release_later keep_until_unlocked{letter};
             if (letter.hops >= max_dead_letter_hops) {
                 dead_letter_cycles_.fetch_add(1, std::memory_order_relaxed);
                 continue;
@@ -1181,19 +1272,23 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
                 copy.properties.headers.erase("CC");
             }
             dlx.published.fetch_add(1, std::memory_order_relaxed);
-            route(dlx, routing_view{copy.routing_key, copy.properties}, targets);
+            // The copy is stored before it is routed, so that whatever becomes of it (no
+            // route, every queue refusing it) it is let go of after the lock, as a copy of
+            // a user's body is user code.
+            auto node = detail::make_ref<node_type>(std::move(copy), dlx.shared_name);
+            route(dlx, routing_view{node->message.routing_key, node->message.properties}, targets);
             if (targets.empty()) {
                 dlx.unroutable.fetch_add(1, std::memory_order_relaxed);
-                continue;
+            } else {
+                confirmation ignored;
+                enqueue(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
             }
-            auto node = detail::make_ref<node_type>(std::move(copy), dlx.shared_name);
-            confirmation ignored;
-            enqueue(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
+            detail::deferred_release::defer(std::move(node));
         }
     } else {
         (void)work; // declare_queue refuses dead-letter exchanges for move-only messages
     }
-    work.clear();
+    work.clear(); // every entry was moved from
 }
 
 template <message_type Message, threading_policy Policy>
@@ -1235,20 +1330,19 @@ topology_snapshot basic_broker<Message, Policy>::snapshot() const {
         counters.nacked = x->nacked.load(std::memory_order_relaxed);
         out.exchanges.push_back({x->name, x->type, x->options.durable, x->options.auto_delete, x->options.internal,
                                  x->options.arguments, counters});
-        for (const auto& [key, targets] : x->bindings) {
-            for (const binding& b : targets) {
-                const bool to_exchange = b.target.type() == destination::kind::exchange;
-                const std::string& name = to_exchange ? exchanges_[b.target.index()]->name
-                                                      : queues_[b.target.index()].queue->name();
-                out.bindings.push_back({x->name, name, to_exchange, key, b.arguments});
-            }
-        }
+        bindings_.for_each_from(x->index, [&](const detail::binding& b) {
+            const bool to_exchange = b.target.type() == destination::kind::exchange;
+            const std::string& name =
+                to_exchange ? exchanges_[b.target.index()]->name : queues_[b.target.index()]->name();
+            out.bindings.push_back({x->name, name, to_exchange, b.key, b.arguments});
+        });
     }
     std::sort(out.exchanges.begin(), out.exchanges.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     std::sort(out.bindings.begin(), out.bindings.end(), [](const auto& a, const auto& b) {
         return std::tie(a.source, a.destination, a.key) < std::tie(b.source, b.destination, b.key);
     });
-    for (const auto& q : declared_order_) {
+    for (const auto& q : dispatch_list_->queues) {
+        if (!q) continue; // deleted
         out.queues.push_back({q->name(), q->options(), q->counters()});
         for (const auto& [id, options] : q->consumer_list()) {
             out.consumers.push_back({q->name(), options.tag, options.ack, options.prefetch, options.exclusive,
@@ -1269,24 +1363,21 @@ std::size_t basic_broker<Message, Policy>::expire() {
     bool unused = false;
     const clock::time_point now = clock_->now();
     for (const auto& queue : list->queues) {
+        if (!queue) continue; // deleted
         if (queue->may_expire()) expired += queue->expire();
         unused = unused || queue->unused_too_long(now);
     }
     if (unused) { // x-expires: delete the queues unused for too long
-        std::vector<std::function<void()>> notifications;
-        {
-            unique_lock lock(topology_);
-            for (const auto& queue : list->queues) {
-                if (!queue->unused_too_long(now)) continue;
-                if (auto it = queue_by_name_.find(std::string_view(queue->name()));
-                    it != queue_by_name_.end() && queues_[it->second].queue == queue) {
-                    // Unused, but another thread may subscribe between that check and the
-                    // deletion: that consumer is told, as by delete_queue.
-                    for (auto& notify : delete_queue_locked(it->second)) notifications.push_back(std::move(notify));
-                }
-            }
+        const detail::deferred_release::scope releases_after_unlock;
+        unique_lock lock(topology_);
+        for (const auto& queue : list->queues) {
+            if (!queue) continue;
+            auto it = queue_by_name_.find(std::string_view(queue->name()));
+            if (it == queue_by_name_.end() || queues_[it->second] != queue) continue;
+            // Still unused, checked as it closes: a consumer that subscribed meanwhile
+            // keeps it, so x-expires never cancels one.
+            if (queue->close_if_unused(now)) remove_queue_locked(it->second);
         }
-        for (auto& notify : notifications) notify();
     }
     return expired;
 }
@@ -1330,24 +1421,36 @@ auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback f
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::delete_auto_delete_queue(queue_type& queue) noexcept {
-    std::vector<std::function<void()>> notifications;
-    {
-        unique_lock lock(topology_);
-        // Another thread may have subscribed since the last consumer left: then the queue
-        // is in use again and stays, as in RabbitMQ.
-        if (auto it = queue_by_name_.find(std::string_view(queue.name()));
-            it != queue_by_name_.end() && queues_[it->second].queue.get() == &queue && queue.consumer_count() == 0) {
-            notifications = delete_queue_locked(it->second);
-        }
+    const detail::deferred_release::scope releases_after_unlock;
+    unique_lock lock(topology_);
+    // Another thread may have subscribed since the last consumer left: then the queue is in
+    // use again and stays, as in RabbitMQ. The check and the closing are one step, so no
+    // consumer is ever cancelled here (and no on_cancel can throw into this noexcept path).
+    if (auto it = queue_by_name_.find(std::string_view(queue.name()));
+        it != queue_by_name_.end() && queues_[it->second].get() == &queue && queue.close_if_unused()) {
+        remove_queue_locked(it->second);
     }
-    // One that subscribed between that check and the deletion is told, as by delete_queue.
-    for (auto& notify : notifications) notify();
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::set_error_handler(error_handler handler) {
-    unique_lock lock(topology_);
-    error_handler_ = std::move(handler);
+    std::shared_ptr<const error_handler> replaced = handler ? std::make_shared<const error_handler>(std::move(handler)) : nullptr;
+    {
+        unique_lock lock(topology_);
+        std::swap(error_handler_, replaced);
+    } // the old handler, perhaps its last reference, goes here: after the lock
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::report(std::exception_ptr failure, const std::string& queue,
+                                           const std::string& consumer_tag, std::uint64_t delivery_tag) {
+    std::shared_ptr<const error_handler> handler;
+    {
+        shared_lock lock(topology_);
+        handler = error_handler_;
+    }
+    if (!handler) std::rethrow_exception(failure);
+    (*handler)(consumer_error{std::move(failure), queue, consumer_tag, delivery_tag});
 }
 
 template <message_type Message, threading_policy Policy>
@@ -1363,35 +1466,38 @@ bool basic_broker<Message, Policy>::run_callback(typename queue_type::pending_ca
         pending.delivery.reject(false); // see the class comment: no endless redelivery
     }
     queue.finish(*pending.target);
-    if (!failure) return true;
-    error_handler handler;
-    {
-        shared_lock lock(topology_);
-        handler = error_handler_;
-    }
-    if (!handler) std::rethrow_exception(failure);
-    handler(consumer_error{failure, queue.name(), pending.target->options.tag, tag});
+    if (failure) report(std::move(failure), queue.name(), pending.target->options.tag, tag);
     return true;
 }
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::dispatch(std::size_t max_messages) {
-    return dispatch_some(max_messages, nullptr);
+    return dispatch_some(max_messages, [] { return false; });
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::dispatch_until(clock::time_point deadline, std::size_t max_messages) {
-    return dispatch_some(max_messages, &deadline);
+template <class Clock, class Duration>
+std::size_t basic_broker<Message, Policy>::dispatch_until(std::chrono::time_point<Clock, Duration> deadline,
+                                                          std::size_t max_messages) {
+    static_assert(requires { Clock::now(); } && Clock::is_steady,
+                  "dispatch_until takes a deadline on a monotonic chrono clock such as std::chrono::steady_clock: "
+                  "a frame budget is wall time, while the broker's clock (warren::clock) ages messages and may be "
+                  "simulation time");
+    return dispatch_some(max_messages, [deadline] { return Clock::now() >= deadline; });
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::dispatch_for(clock::duration budget, std::size_t max_messages) {
-    const clock::time_point deadline = clock_->now() + budget;
-    return dispatch_some(max_messages, &deadline);
+template <class Rep, class Period>
+std::size_t basic_broker<Message, Policy>::dispatch_for(std::chrono::duration<Rep, Period> budget,
+                                                        std::size_t max_messages) {
+    const auto now = std::chrono::steady_clock::now();
+    // Saturating: a NaN or negative budget makes the deadline now, which delivers nothing.
+    return dispatch_until(detail::saturating_add(now, budget), max_messages);
 }
 
 template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_messages, const clock::time_point* deadline) {
+template <class Stop>
+std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_messages, Stop&& stop) {
     if (timed_queues_.load(std::memory_order_relaxed) > 0 || expiring_messages_.load(std::memory_order_relaxed)) {
         expire(); // what RabbitMQ's timers would have done by now
     }
@@ -1408,10 +1514,10 @@ std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_message
     std::size_t delivered = 0;
     std::size_t idle = 0; // queues in a row that had nothing to deliver
     while (delivered < max_messages && idle < n) {
-        if (deadline != nullptr && clock_->now() >= *deadline) break;
-        queue_type& queue = *list->queues[next];
+        if (stop()) break;
+        queue_type* queue = list->queues[next].get();
         next = next + 1 == n ? 0 : next + 1;
-        auto pending = queue.next_callback();
+        auto pending = queue == nullptr ? std::nullopt : queue->next_callback(); // null: deleted
         if (!pending) {
             ++idle;
             continue;
@@ -1419,7 +1525,7 @@ std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_message
         idle = 0;
         ++delivered;
         dispatch_cursor_.store(next, std::memory_order_relaxed);
-        run_callback(*pending, queue);
+        run_callback(*pending, *queue);
     }
     return delivered;
 }

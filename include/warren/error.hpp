@@ -96,12 +96,33 @@ namespace detail {
 #endif
 }
 
-/// `'name'` as RabbitMQ quotes object names in its messages.
+/// `'name'` as RabbitMQ quotes object names in its messages, with control characters
+/// made visible: a name that ends in a carriage return reads `'q\r'`, not a `'q` that
+/// seems to end the line. CR, LF and TAB are written `\r`, `\n`, `\t`, other control
+/// characters and DEL `\xHH`, and a backslash `\\`, so two names never print alike.
 [[nodiscard]] inline std::string quoted(std::string_view name) {
+    static constexpr char hex[] = "0123456789abcdef";
     std::string text;
     text.reserve(name.size() + 2);
     text += '\'';
-    text += name;
+    for (const char c : name) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '\\') {
+            text += "\\\\";
+        } else if (c == '\r') {
+            text += "\\r";
+        } else if (c == '\n') {
+            text += "\\n";
+        } else if (c == '\t') {
+            text += "\\t";
+        } else if (byte < 0x20 || byte == 0x7f) {
+            text += "\\x";
+            text += hex[byte >> 4];
+            text += hex[byte & 0xf];
+        } else {
+            text += c;
+        }
+    }
     text += '\'';
     return text;
 }

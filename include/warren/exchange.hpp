@@ -3,7 +3,9 @@
 /// The exchange concept: what a type must offer to route messages inside a broker.
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -85,3 +87,10 @@ concept exchange_type = std::default_initializable<E> && requires(E& e, const E&
 };
 
 } // namespace warren
+
+/// Destinations hash by their bits, so they can key hash tables (the topic matcher's
+/// index of a pattern's destinations uses it).
+template <>
+struct std::hash<warren::destination> {
+    std::size_t operator()(warren::destination d) const noexcept { return std::hash<std::uint32_t>{}(d.bits()); }
+};

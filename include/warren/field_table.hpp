@@ -3,9 +3,11 @@
 /// AMQP field tables: typed header values and binding arguments.
 
 #include <algorithm>
+#include <bit>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -14,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "detail/hash_index.hpp"
 #include "error.hpp"
 
 namespace warren {
@@ -30,6 +33,12 @@ enum class field_type : std::uint8_t { void_, boolean, integer, floating, string
 
 /// An AMQP field table: names mapped to typed values, kept sorted by name so that equality
 /// and lookup do not depend on insertion order (RabbitMQ sorts tables the same way).
+///
+/// It is a flat map, one sorted array, as std::flat_map: lookup is a binary search and
+/// reading allocates nothing. Building one from a list costs O(n log n) in any order (the
+/// list constructors sort once), set() costs O(log n) for a name that sorts after every
+/// present one (so names set in order append) and moves the entries after it otherwise:
+/// build a large table from a list.
 ///
 /// @code
 /// warren::field_table args{{"x-match", "any"}, {"format", "pdf"}, {"size", 42}};
@@ -48,8 +57,11 @@ public:
     field_table& operator=(const field_table& other);
     field_table& operator=(field_table&& other) noexcept;
     ~field_table();
-    /// Builds from name/value pairs; a repeated name keeps the last value.
+    /// Builds from name/value pairs in any order; a repeated name keeps the last value.
     field_table(std::initializer_list<field_entry> entries);
+    /// Builds from entries in any order, in O(n log n); a repeated name keeps the value
+    /// that comes last in `entries`.
+    explicit field_table(std::vector<field_entry> entries);
 
     /// Sets `name` to `value`, replacing any value it had.
     void set(std::string_view name, field_value value);
@@ -152,8 +164,21 @@ inline void field_table::clear() noexcept { entries_.clear(); }
 inline field_table::const_iterator field_table::begin() const noexcept { return entries_.begin(); }
 inline field_table::const_iterator field_table::end() const noexcept { return entries_.end(); }
 
-inline field_table::field_table(std::initializer_list<field_entry> entries) {
-    for (const auto& entry : entries) set(entry.name, entry.value);
+inline field_table::field_table(std::initializer_list<field_entry> entries)
+    : field_table(std::vector<field_entry>(entries)) {}
+
+inline field_table::field_table(std::vector<field_entry> entries) : entries_(std::move(entries)) {
+    // Stable, so that of equal names the last one given is the last one here; keep it.
+    std::stable_sort(entries_.begin(), entries_.end(),
+                     [](const field_entry& a, const field_entry& b) { return a.name < b.name; });
+    auto kept = entries_.begin();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+        auto next = it + 1;
+        if (next != entries_.end() && next->name == it->name) continue; // a later value wins
+        if (kept != it) *kept = std::move(*it);
+        ++kept;
+    }
+    entries_.erase(kept, entries_.end());
 }
 
 inline std::vector<field_entry>::iterator field_table::lower_bound(std::string_view name) {
@@ -162,6 +187,10 @@ inline std::vector<field_entry>::iterator field_table::lower_bound(std::string_v
 }
 
 inline void field_table::set(std::string_view name, field_value value) {
+    if (entries_.empty() || entries_.back().name < name) { // in name order: append
+        entries_.push_back(field_entry{std::string(name), std::move(value)});
+        return;
+    }
     auto it = lower_bound(name);
     if (it != entries_.end() && it->name == name) {
         it->value = std::move(value);
@@ -212,18 +241,28 @@ inline constexpr std::size_t max_table_depth = 64;
 
 inline void validate_table(const field_table& table, std::string_view what, std::size_t depth = 0);
 
-inline void validate_value(const field_value& value, std::string_view what, std::size_t depth) {
-    if (const auto* table = value.get_if<field_table>()) {
+inline void validate_value(const field_value& value, std::string_view what, std::size_t depth,
+                           std::string_view field) {
+    if (const auto* x = value.get_if<double>()) {
+        // RabbitMQ's parser (Erlang's float matching) cannot decode NaN or an infinity, and
+        // a NaN equals nothing, not even itself, so a binding holding one could never be
+        // found again to unbind.
+        if (!(*x - *x == 0.0)) {
+            raise(reply_code::precondition_failed,
+                  std::string(what) + " has a float that is not finite in field " + quoted(field));
+        }
+    } else if (const auto* table = value.get_if<field_table>()) {
         validate_table(*table, what, depth + 1);
     } else if (const auto* array = value.get_if<field_array>()) {
         if (depth + 1 > max_table_depth) {
             raise(reply_code::precondition_failed, std::string(what) + " nests deeper than 64 levels");
         }
-        for (const auto& element : *array) validate_value(element, what, depth + 1);
+        for (const auto& element : *array) validate_value(element, what, depth + 1, field);
     }
 }
 
-/// Refuses a table that AMQP cannot carry: a name over 255 bytes, or absurd nesting.
+/// Refuses a table that AMQP cannot carry: a name over 255 bytes, a float that is NaN or
+/// infinite, or absurd nesting.
 inline void validate_table(const field_table& table, std::string_view what, std::size_t depth) {
     if (depth > max_table_depth) {
         raise(reply_code::precondition_failed, std::string(what) + " nests deeper than 64 levels");
@@ -234,8 +273,46 @@ inline void validate_table(const field_table& table, std::string_view what, std:
                   std::string(what) + " has a field name of " + std::to_string(entry.name.size()) +
                       " bytes; the limit is 255");
         }
-        validate_value(entry.value, what, depth);
+        validate_value(entry.value, what, depth, entry.name);
     }
+}
+
+[[nodiscard]] inline std::uint64_t hash_value(const field_table& table) noexcept;
+
+/// A hash consistent with field_value's ==: equal values hash alike, 1 and 1.0 included.
+[[nodiscard]] inline std::uint64_t hash_value(const field_value& value) noexcept {
+    auto integer = [](std::int64_t n) { return combine_hash(0x51ED27C4C0FFEEULL, static_cast<std::uint64_t>(n)); };
+    switch (value.type()) {
+    case field_type::void_: return 0x766F6964ULL;
+    case field_type::boolean: return *value.get_if<bool>() ? 0x74727565ULL : 0x66616C73ULL;
+    case field_type::integer: return integer(*value.get_if<std::int64_t>());
+    case field_type::floating: {
+        const double d = *value.get_if<double>();
+        // A float equal to an integer (2.0, and -0.0 which is 0) hashes as that integer.
+        if (d >= -0x1p63 && d < 0x1p63 && static_cast<double>(static_cast<std::int64_t>(d)) == d) {
+            return integer(static_cast<std::int64_t>(d));
+        }
+        return combine_hash(0xF10A7ULL, std::bit_cast<std::uint64_t>(d));
+    }
+    case field_type::string: return std::hash<std::string_view>{}(*value.get_if<std::string>());
+    case field_type::table: return hash_value(*value.get_if<field_table>());
+    case field_type::array: {
+        std::uint64_t h = 0xA88A7ULL;
+        for (const auto& element : *value.get_if<field_array>()) h = combine_hash(h, hash_value(element));
+        return h;
+    }
+    }
+    return 0;
+}
+
+/// A hash of a whole table, consistent with field_table's ==.
+[[nodiscard]] inline std::uint64_t hash_value(const field_table& table) noexcept {
+    std::uint64_t h = 0x7AB1EULL + table.size();
+    for (const auto& entry : table) {
+        h = combine_hash(h, std::hash<std::string_view>{}(entry.name));
+        h = combine_hash(h, hash_value(entry.value));
+    }
+    return h;
 }
 
 } // namespace detail

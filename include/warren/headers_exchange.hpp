@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "detail/hash_index.hpp"
 #include "exchange.hpp"
 
 namespace warren {
@@ -71,20 +72,39 @@ enum class header_match : std::uint8_t {
     return want_all ? true : any_matched;
 }
 
-/// Routes by header table. Thread safety: as the exchange concept says.
+/// Routes by header table. Binding and unbinding are O(1) however many bindings it has.
+/// Thread safety: as the exchange concept says.
 class headers_exchange {
 public:
     static constexpr std::string_view type_name = "headers";
 
     void bind(destination d, std::string_view /*key*/, const field_table& args) {
-        bindings_.push_back({d, parse_header_match(args), args});
+        const header_match mode = parse_header_match(args); // refuses before changing anything
+        const std::uint64_t h = hash(d, args);
+        if (std::uint32_t* at = find(h, d, args)) {
+            ++bindings_[*at].count; // the same arguments under another key: one more binding
+            return;
+        }
+        bindings_.push_back({d, mode, args, 1});
+        index_.insert(h, static_cast<std::uint32_t>(bindings_.size() - 1));
     }
     void unbind(destination d, std::string_view /*key*/, const field_table& args) {
         // Bindings with the same arguments to the same destination differ only by key,
-        // which this exchange ignores: removing any one of them is right.
-        auto it = std::find_if(bindings_.begin(), bindings_.end(),
-                               [&](const binding& b) { return b.target == d && b.args == args; });
-        if (it != bindings_.end()) bindings_.erase(it);
+        // which this exchange ignores: they are counted as one entry.
+        const std::uint64_t h = hash(d, args);
+        std::uint32_t* found = find(h, d, args);
+        if (found == nullptr) return;
+        const std::uint32_t at = *found;
+        if (--bindings_[at].count > 0) return;
+        (void)index_.erase(h, [&](std::uint32_t p) { return p == at; });
+        const std::uint32_t last = static_cast<std::uint32_t>(bindings_.size() - 1);
+        if (at != last) { // the last one fills the hole
+            binding& moved = bindings_[last];
+            *index_.find(hash(moved.target, moved.args), [&](std::uint32_t p) { return p == last; }) = at;
+            bindings_[at] = std::move(moved);
+        }
+        bindings_.pop_back();
+        if (bindings_.size() * 4 < bindings_.capacity() && bindings_.capacity() > 64) bindings_.shrink_to_fit();
     }
     void route(const routing_view& msg, destination_list& out) const {
         for (const auto& b : bindings_) {
@@ -97,8 +117,17 @@ private:
         destination target;
         header_match mode;
         field_table args;
+        std::uint32_t count; // bindings with these arguments to this destination
     };
+    static std::uint64_t hash(destination d, const field_table& args) noexcept {
+        return detail::combine_hash(detail::mix64(d.bits()), detail::hash_value(args));
+    }
+    std::uint32_t* find(std::uint64_t h, destination d, const field_table& args) noexcept {
+        return index_.find(h, [&](std::uint32_t at) { return bindings_[at].target == d && bindings_[at].args == args; });
+    }
+
     std::vector<binding> bindings_;
+    detail::hash_index<std::uint32_t> index_; // (destination, arguments) -> position in bindings_
 };
 
 } // namespace warren

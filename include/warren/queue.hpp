@@ -20,9 +20,11 @@
 #include "clock.hpp"
 #include "delivery.hpp"
 #include "detail/dead_letter.hpp"
+#include "detail/deferred_release.hpp"
 #include "detail/message_node.hpp"
 #include "detail/ref_ptr.hpp"
 #include "detail/ring.hpp"
+#include "detail/saturate.hpp"
 #include "error.hpp"
 #include "field_table.hpp"
 #include "policy.hpp"
@@ -62,8 +64,10 @@ struct consumer_options {
     /// RabbitMQ's consumer priority (`x-priority`): a queue serves its highest-priority
     /// consumers that can take a message, round robin among equals.
     std::int32_t priority = 0;
-    /// Run when the broker ends the subscription because its queue was deleted (AMQP's
-    /// basic.cancel from the server), after the broker's locks are released.
+    /// Run when the broker ends the subscription because delete_queue deleted its queue
+    /// (AMQP's basic.cancel from the server), after the broker's locks are released. Not run
+    /// when the subscription ends itself or the broker is destroyed. If it throws, the
+    /// other consumers' on_cancel still run; see basic_broker::delete_queue.
     std::function<void()> on_cancel{};
 };
 
@@ -81,6 +85,10 @@ struct consumer_options {
 /// Messages the queue lets go of other than by delivery (expired, over the length limit,
 /// rejected) are dead letters: they go to the queue's host (the broker), which routes them
 /// to the dead-letter exchange, or they are dropped and counted.
+///
+/// Lifetimes: the queue never destroys a message or a consumer while it holds its lock;
+/// the references it lets go of are deferred (detail::deferred_release) and dropped once
+/// the operation's locks are released, since their destructors run user code.
 ///
 /// Thread safety: every member is thread-safe under multi_threaded (one mutex per queue);
 /// owner thread only under single_threaded.
@@ -122,7 +130,8 @@ public:
     };
     using dead_letters = std::vector<dead_letter>;
 
-    /// Who takes the queue's dead letters: the broker. Called with no queue lock held.
+    /// Who takes the queue's dead letters: the broker. Called with no queue lock held; it
+    /// must not drop the letters' last references under its own locks (it defers them).
     class host {
     public:
         virtual void dead_letter(basic_queue& from, dead_letters& letters) = 0;
@@ -195,6 +204,8 @@ public:
 
     /// Appends a message, applying the length limit. Dead letters it causes (drop-head,
     /// reject-publish-dlx, expired heads) are appended to `dead` for the caller to route.
+    /// The caller holds a detail::deferred_release::scope open, which drops the messages
+    /// it lets go of once the caller's locks are released.
     push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead);
 
     /// Takes the next ready message, as AMQP basic.get does.
@@ -212,7 +223,10 @@ public:
 
     /// Ends a consumer: its unacknowledged messages return to the queue (one whose
     /// callback is running returns when the callback does, unless settled). Returns
-    /// whether it was still subscribed, and whether the queue now has no consumers.
+    /// whether it was still subscribed, and whether the queue now has no consumers. Under
+    /// multi_threaded it first waits for the consumer's callback if that runs on another
+    /// thread, also when the queue was deleted meanwhile; otherwise, on a deleted queue it
+    /// returns at once, finding nothing to end.
     struct cancel_result {
         bool cancelled = false;
         bool last_consumer_gone = false;
@@ -244,7 +258,7 @@ public:
     /// from) while it had no consumers.
     [[nodiscard]] bool unused_too_long(time_point now) const {
         std::lock_guard lock(mutex_);
-        return arguments_.expires && consumers_.empty() && now - last_used_ >= *arguments_.expires;
+        return unused_too_long_locked(now);
     }
     /// Counts as a use for x-expires (a redeclare).
     void touch() {
@@ -254,10 +268,20 @@ public:
 
     /// Drops every ready message; returns how many.
     std::size_t purge();
-    /// Deletes the queue: drops its messages, ends its consumers. Returns the on_cancel
-    /// notifications of the consumers it ended, for the caller to run unlocked, and sets
+
+    /// The consumers a closing queue ended: the caller runs their on_cancel (where the
+    /// deletion is AMQP's basic.cancel) and lets go of them once every lock is released.
+    using ended_consumers = std::vector<detail::ref_ptr<consumer>>;
+    /// Deletes the queue: drops its messages, ends its consumers, and returns them. Sets
     /// `ready_dropped` (if given) to the ready messages it dropped, counted under its lock.
-    std::vector<std::function<void()>> close(std::size_t* ready_dropped = nullptr);
+    ended_consumers close(std::size_t* ready_dropped = nullptr);
+    /// Deletes the queue only if it has no consumer (auto-delete, x-expires): the check and
+    /// the deletion are one step, so no consumer can subscribe in between. Returns whether
+    /// it deleted it.
+    bool close_if_unused(time_point unused_since_before = time_point::max());
+    /// Stops handing dead letters to the host, once any hand-over in progress on another
+    /// thread has finished: the broker calls it as it is destroyed.
+    void detach_host();
 
 private:
     struct ready_entry {
@@ -287,14 +311,25 @@ private:
         return (arguments_.max_length && ready_count_ > *arguments_.max_length) ||
                (arguments_.max_length_bytes && ready_bytes_ > *arguments_.max_length_bytes);
     }
+    [[nodiscard]] bool unused_too_long_locked(time_point now) const noexcept {
+        return arguments_.expires && consumers_.empty() && detail::saturating_sub(now, last_used_) >= *arguments_.expires;
+    }
+    [[nodiscard]] static bool expired(const ready_entry& e, time_point now) noexcept {
+        return e.expires != time_point::max() && e.expires <= now; // max: never (or saturated)
+    }
     ready_entry take_from(std::size_t level);
     ready_entry take_head() { return take_from(head_level()); }
     void let_go(detail::ref_ptr<node_type> msg, death_reason reason, dead_letters& dead);
     void drop_head_while_over_limit(dead_letters& dead);
-    void expire_heads(dead_letters& dead);
-    void hand_over(dead_letters& dead) {
-        if (!dead.empty() && host_ != nullptr) host_->dead_letter(*this, dead);
+    /// Drops the expired messages at the head; the common case, nothing can expire, inline.
+    void expire_heads(dead_letters& dead) {
+        if (may_expire_ && ready_count_ != 0) expire_expired_heads(dead);
     }
+    void expire_expired_heads(dead_letters& dead);
+    /// Gives the dead letters to the host; called with no queue lock held. The letters'
+    /// references stay with the caller, which drops them after this returns.
+    void hand_over(dead_letters& dead);
+    ended_consumers close_locked(std::size_t* ready_dropped);
 
     [[nodiscard]] delivery_type hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
                                          const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag);
@@ -320,10 +355,11 @@ private:
     const queue_options options_;
     const queue_arguments arguments_;
     const clock* clock_;
-    host* host_;
+    host* host_;                 // null once the broker is going away (detach_host)
+    std::size_t handing_over_ = 0; // hand-overs to host_ in progress, with no lock held
     mutable typename Policy::mutex mutex_;
     [[no_unique_address]] condition available_; // a message arrived (try_get_for)
-    [[no_unique_address]] condition idle_;      // a callback returned (cancel)
+    [[no_unique_address]] condition idle_;      // a callback returned (cancel), a hand-over ended
     std::size_t waiters_ = 0;
     std::vector<detail::ring<ready_entry>> levels_; // by priority; one level without x-max-priority
     std::size_t ready_count_ = 0;
@@ -331,6 +367,9 @@ private:
     detail::ring<unacked_entry> unacked_; // ascending tags
     std::size_t unacked_count_ = 0;
     std::vector<detail::ref_ptr<consumer>> consumers_;
+    // Consumers whose callback was running when the queue closed, so that cancel() can
+    // still wait for it (multi_threaded); finish() takes each out.
+    std::vector<detail::ref_ptr<consumer>> finishing_;
     std::uint64_t next_sequence_ = 0;
     std::uint64_t last_tag_ = 0;
     queue_counters counters_;
@@ -348,10 +387,7 @@ auto basic_queue<Message, Policy>::expiry_of(const node_type& msg) const noexcep
     std::optional<std::chrono::milliseconds> ttl = arguments_.message_ttl;
     if (msg.ttl && (!ttl || *msg.ttl < *ttl)) ttl = msg.ttl;
     if (!ttl) return time_point::max();
-    const time_point now = clock_->now();
-    const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(time_point::max() - now);
-    if (*ttl >= room) return time_point::max();
-    return now + *ttl;
+    return detail::saturating_add(clock_->now(), *ttl); // max, never, if it would not fit
 }
 
 template <class Message, threading_policy Policy>
@@ -372,6 +408,35 @@ void basic_queue<Message, Policy>::let_go(detail::ref_ptr<node_type> msg, death_
     case death_reason::rejected: ++counts.rejected; break;
     }
     if (dead_lettered) dead.push_back(dead_letter{std::move(msg), reason});
+    else detail::deferred_release::defer(std::move(msg)); // its body's destructor runs after the lock
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::hand_over(dead_letters& dead) {
+    if (dead.empty()) return;
+    host* to;
+    {
+        std::lock_guard lock(mutex_);
+        to = host_;
+        if (to != nullptr) ++handing_over_;
+    }
+    if (to == nullptr) return; // the broker is going away: the letters are dropped with `dead`
+    struct end_hand_over {
+        basic_queue& q;
+        ~end_hand_over() {
+            std::lock_guard lock(q.mutex_);
+            --q.handing_over_;
+            if constexpr (Policy::thread_safe) q.idle_.notify_all();
+        }
+    } guard{*this};
+    to->dead_letter(*this, dead);
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::detach_host() {
+    std::unique_lock lock(mutex_);
+    host_ = nullptr;
+    if constexpr (Policy::thread_safe) idle_.wait(lock, [&] { return handing_over_ == 0; });
 }
 
 template <class Message, threading_policy Policy>
@@ -382,14 +447,13 @@ void basic_queue<Message, Policy>::drop_head_while_over_limit(dead_letters& dead
 }
 
 template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::expire_heads(dead_letters& dead) {
-    if (!may_expire_ || ready_count_ == 0) return;
+void basic_queue<Message, Policy>::expire_expired_heads(dead_letters& dead) {
     const time_point now = clock_->now();
     // Only at the queue's head, the next message a consumer would get: a lower priority
     // is reached only once every higher one is empty (rabbit_priority_queue:dropwhile).
     for (std::size_t level = levels_.size(); level-- > 0;) {
         auto& ready = levels_[level];
-        while (!ready.empty() && ready.front().expires <= now) {
+        while (!ready.empty() && expired(ready.front(), now)) {
             let_go(take_from(level).message, death_reason::expired, dead);
         }
         if (!ready.empty()) break;
@@ -398,6 +462,8 @@ void basic_queue<Message, Policy>::expire_heads(dead_letters& dead) {
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, dead_letters& dead) -> push_result {
+    // The caller (the broker's publish, which holds the topology lock) has a
+    // deferred_release::scope open: the messages this drops go when it ends.
     std::lock_guard lock(mutex_);
     if (closed_) return push_result::closed;
     expire_heads(dead); // what RabbitMQ's TTL timer would have removed by now
@@ -427,17 +493,18 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
 
 template <class Message, threading_policy Policy>
 std::size_t basic_queue<Message, Policy>::expire() {
+    const detail::deferred_release::scope releases_after_unlock;
     dead_letters dead;
-    std::size_t expired;
+    std::size_t count;
     {
         std::lock_guard lock(mutex_);
         if (closed_) return 0;
         const std::uint64_t before = counters_.dead_lettered.expired + counters_.dropped.expired;
         expire_heads(dead);
-        expired = static_cast<std::size_t>(counters_.dead_lettered.expired + counters_.dropped.expired - before);
+        count = static_cast<std::size_t>(counters_.dead_lettered.expired + counters_.dropped.expired - before);
     }
     hand_over(dead);
-    return expired;
+    return count;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -463,6 +530,7 @@ auto basic_queue<Message, Policy>::hand_out(ready_entry&& entry, std::uint64_t o
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::try_get(ack_mode mode) -> std::optional<delivery_type> {
+    const detail::deferred_release::scope releases_after_unlock;
     dead_letters dead;
     std::optional<delivery_type> got;
     {
@@ -484,29 +552,41 @@ template <class Rep, class Period>
     requires Policy::thread_safe
 auto basic_queue<Message, Policy>::try_get_for(std::chrono::duration<Rep, Period> timeout, ack_mode mode)
     -> std::optional<delivery_type> {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    dead_letters dead;
+    // Saturating: hours::max() means waiting as long as there is time, not an overflow.
+    const auto deadline = detail::saturating_add(std::chrono::steady_clock::now(), timeout);
     std::optional<delivery_type> got;
-    {
-        std::unique_lock lock(mutex_);
-        if (arguments_.expires) last_used_ = clock_->now();
-        ++waiters_;
-        while (!closed_) {
+    bool first = true;
+    for (;;) {
+        dead_letters dead;
+        {
+            const detail::deferred_release::scope releases_after_unlock;
+            std::unique_lock lock(mutex_);
+            if (closed_) return got;
+            if (first && arguments_.expires) last_used_ = clock_->now();
+            first = false;
+            const std::size_t before = ready_count_;
             expire_heads(dead);
             if (ready_count_ > 0) {
                 got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
-                break;
+                expire_heads(dead); // the new head, as after a get
+            } else if (ready_count_ == before) {
+                // Nothing to take and nothing let go of: wait. Nothing is held across the
+                // wait, so a broker destroyed meanwhile (which closes the queue and wakes
+                // this) is never touched on waking.
+                if (std::chrono::steady_clock::now() >= deadline) return got;
+                ++waiters_;
+                (void)available_.wait_until(lock, deadline);
+                --waiters_;
+                continue;
             }
-            if (available_.wait_until(lock, deadline) == std::cv_status::timeout) {
-                expire_heads(dead);
-                if (!closed_ && ready_count_ > 0) got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
-                break;
-            }
+            // Heads expired: their dead letters go now, and the dropped ones are released
+            // as this scope ends, before any wait; holding them through the wait would keep
+            // them from their dead-letter queue for as long as it lasts.
+            lock.unlock();
+            hand_over(dead);
         }
-        --waiters_;
+        if (got) return got;
     }
-    hand_over(dead);
-    return got;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -515,6 +595,9 @@ auto basic_queue<Message, Policy>::try_get_for(std::chrono::duration<Rep, Period
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::add_consumer(std::uint64_t id, consumer_options options, callback_type callback)
     -> detail::ref_ptr<consumer> {
+    // Made before the lock, so that a refusal destroys the callback after the lock is released.
+    auto made = detail::make_ref<consumer>(id, std::move(options), std::move(callback));
+    const consumer_options& wanted = made->options;
     std::lock_guard lock(mutex_);
     if (closed_) detail::raise(reply_code::not_found, "no queue " + detail::quoted(name_));
     const bool held_exclusively = std::any_of(consumers_.begin(), consumers_.end(),
@@ -522,17 +605,17 @@ auto basic_queue<Message, Policy>::add_consumer(std::uint64_t id, consumer_optio
     // A single-active-consumer queue refuses exclusive consumers outright, as RabbitMQ does
     // (rabbit_amqqueue_process: exclusive_consume_unavailable).
     if (held_exclusively ||
-        (options.exclusive && (!consumers_.empty() || arguments_.single_active_consumer))) {
+        (wanted.exclusive && (!consumers_.empty() || arguments_.single_active_consumer))) {
         detail::raise(reply_code::access_refused, "queue " + detail::quoted(name_) + " in exclusive use");
     }
     for (const auto& c : consumers_) {
-        if (c->options.tag == options.tag) {
-            detail::raise(reply_code::not_allowed, "attempt to reuse consumer tag " + detail::quoted(options.tag));
+        if (c->options.tag == wanted.tag) {
+            detail::raise(reply_code::not_allowed, "attempt to reuse consumer tag " + detail::quoted(wanted.tag));
         }
     }
+    consumers_.push_back(made);
     if (arguments_.expires) last_used_ = clock_->now();
-    consumers_.push_back(detail::make_ref<consumer>(id, std::move(options), std::move(callback)));
-    return consumers_.back();
+    return made;
 }
 
 template <class Message, threading_policy Policy>
@@ -566,38 +649,53 @@ void basic_queue<Message, Policy>::unblock(consumer& c) {
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id) -> cancel_result {
+    const detail::deferred_release::scope releases_after_unlock; // the consumer, its callback and captures
     dead_letters dead;
     cancel_result result;
     {
         std::unique_lock lock(mutex_);
-        auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& c) { return c->id == consumer_id; });
+        auto same_id = [&](const auto& c) { return c->id == consumer_id; };
+        if (closed_) {
+            // Its queue was deleted, which ended it: nothing to do, except that under
+            // multi_threaded a callback still running on another thread is waited for, so
+            // the caller may destroy what it uses once this returns.
+            if constexpr (Policy::thread_safe) {
+                auto it = std::find_if(finishing_.begin(), finishing_.end(), same_id);
+                if (it != finishing_.end() && (*it)->runner != std::this_thread::get_id()) {
+                    detail::ref_ptr<consumer> keep = *it;
+                    idle_.wait(lock, [&] { return !keep->busy; });
+                }
+            }
+            return {};
+        }
+        auto it = std::find_if(consumers_.begin(), consumers_.end(), same_id);
         if (it == consumers_.end()) return {};
-        consumer& c = **it;
-        c.cancelled = true;
+        detail::ref_ptr<consumer> c = *it;
+        c->cancelled = true;
         if constexpr (Policy::thread_safe) {
             // Its callback may be running on another thread: let it finish, so the caller
             // may destroy what the callback uses once the subscription has ended.
-            if (c.busy && c.runner != std::this_thread::get_id()) {
-                detail::ref_ptr<consumer> keep = *it;
-                idle_.wait(lock, [&] { return !keep->busy; });
-                it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x->id == consumer_id; });
-                if (it == consumers_.end()) return {}; // the queue was closed meanwhile
+            if (c->busy && c->runner != std::this_thread::get_id()) {
+                idle_.wait(lock, [&] { return !c->busy; });
+                if (closed_) return {}; // the queue was closed meanwhile, which ended it
             }
         }
         // Return its unacknowledged messages, except one whose callback is still running:
         // finish() returns that one, so the callback can still settle it.
         for (std::size_t i = 0; i < unacked_.size(); ++i) {
             unacked_entry& u = unacked_[i];
-            if (u.owner == consumer_id && u.entry.message && !(c.busy && u.tag == c.in_flight)) {
+            if (u.owner == consumer_id && u.entry.message && !(c->busy && u.tag == c->in_flight)) {
                 release_unacked(i, false, true, dead);
             }
         }
         drop_settled_front();
         drop_head_while_over_limit(dead);
-        // Releasing its messages may have moved it in the rotation (unblock): `it` may now
-        // point at another consumer, so find it again.
-        consumers_.erase(
-            std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x.get() == &c; }));
+        // Releasing its messages may have moved it in the rotation (unblock), so find it
+        // again; the queue's reference is deferred, as the callback it holds is user code.
+        auto at = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x == c; });
+        detail::deferred_release::defer(std::move(*at));
+        consumers_.erase(at);
+        detail::deferred_release::defer(std::move(c));
         if (consumers_.empty() && arguments_.expires) last_used_ = clock_->now();
         result = {true, consumers_.empty()};
     }
@@ -639,6 +737,7 @@ std::size_t basic_queue<Message, Policy>::pick_consumer() noexcept {
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_callback> {
+    const detail::deferred_release::scope releases_after_unlock;
     dead_letters dead;
     std::optional<pending_callback> picked;
     {
@@ -670,12 +769,19 @@ auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_call
 
 template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::finish(consumer& c) {
+    const detail::deferred_release::scope releases_after_unlock;
     dead_letters dead;
     {
         std::lock_guard lock(mutex_);
         c.busy = false;
         if constexpr (Policy::thread_safe) idle_.notify_all();
-        if (c.cancelled && c.in_flight != 0 && !closed_) {
+        if (closed_) {
+            auto it = std::find_if(finishing_.begin(), finishing_.end(), [&](const auto& x) { return x.get() == &c; });
+            if (it != finishing_.end()) {
+                detail::deferred_release::defer(std::move(*it));
+                finishing_.erase(it);
+            }
+        } else if (c.cancelled && c.in_flight != 0) {
             // The subscription ended during the callback: its message goes back now.
             const std::size_t i = find_unacked(c.in_flight);
             if (i != unacked_.size()) release_unacked(i, false, true, dead);
@@ -714,7 +820,7 @@ void basic_queue<Message, Policy>::release_unacked(std::size_t index, bool ack, 
     --unacked_count_;
     if (ack) {
         ++counters_.acked;
-        u.entry.message.reset();
+        detail::deferred_release::defer(std::move(u.entry.message)); // perhaps its last reference
     } else if (requeue) {
         ++counters_.requeued;
         this->requeue(std::move(u.entry));
@@ -750,6 +856,7 @@ void basic_queue<Message, Policy>::drop_settled_front() {
 
 template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::settle(std::uint64_t tag, bool multiple, bool ack, bool requeue) {
+    const detail::deferred_release::scope releases_after_unlock;
     dead_letters dead;
     {
         std::lock_guard lock(mutex_);
@@ -776,9 +883,12 @@ void basic_queue<Message, Policy>::settle(std::uint64_t tag, bool multiple, bool
 
 template <class Message, threading_policy Policy>
 std::size_t basic_queue<Message, Policy>::purge() {
+    const detail::deferred_release::scope releases_after_unlock; // the messages' bodies
     std::lock_guard lock(mutex_);
     const std::size_t n = ready_count_;
-    for (auto& ready : levels_) ready.clear();
+    for (auto& ready : levels_) {
+        while (!ready.empty()) detail::deferred_release::defer(std::move(ready.pop_front().message));
+    }
     ready_count_ = 0;
     ready_bytes_ = 0;
     counters_.purged += n;
@@ -786,25 +896,47 @@ std::size_t basic_queue<Message, Policy>::purge() {
 }
 
 template <class Message, threading_policy Policy>
-std::vector<std::function<void()>> basic_queue<Message, Policy>::close(std::size_t* ready_dropped) {
-    std::lock_guard lock(mutex_);
-    std::vector<std::function<void()>> notifications;
-    if (closed_) return notifications;
+auto basic_queue<Message, Policy>::close_locked(std::size_t* ready_dropped) -> ended_consumers {
     closed_ = true;
     if (ready_dropped != nullptr) *ready_dropped = ready_count_;
     counters_.purged += ready_count_ + unacked_count_;
-    for (auto& ready : levels_) ready.clear();
+    for (auto& ready : levels_) {
+        while (!ready.empty()) detail::deferred_release::defer(std::move(ready.pop_front().message));
+    }
     ready_count_ = 0;
     ready_bytes_ = 0;
-    unacked_.clear();
+    while (!unacked_.empty()) detail::deferred_release::defer(std::move(unacked_.pop_front().entry.message));
     unacked_count_ = 0;
-    for (auto& c : consumers_) {
+    ended_consumers ended;
+    ended.swap(consumers_); // out of the queue before anything can reach it
+    for (auto& c : ended) {
         c->cancelled = true;
-        if (c->options.on_cancel) notifications.push_back(c->options.on_cancel);
+        if constexpr (Policy::thread_safe) {
+            if (c->busy) finishing_.push_back(c);
+        }
     }
-    consumers_.clear();
     if constexpr (Policy::thread_safe) available_.notify_all();
-    return notifications;
+    return ended;
+}
+
+template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::close(std::size_t* ready_dropped) -> ended_consumers {
+    const detail::deferred_release::scope releases_after_unlock;
+    std::lock_guard lock(mutex_);
+    if (closed_) return {};
+    return close_locked(ready_dropped);
+}
+
+template <class Message, threading_policy Policy>
+bool basic_queue<Message, Policy>::close_if_unused(time_point unused_since_before) {
+    const detail::deferred_release::scope releases_after_unlock;
+    std::lock_guard lock(mutex_);
+    if (closed_ || !consumers_.empty()) return false;
+    // With a time, only if x-expires has passed by then (the queue may have been used since
+    // the caller looked).
+    if (unused_since_before != time_point::max() && !unused_too_long_locked(unused_since_before)) return false;
+    (void)close_locked(nullptr); // no consumers: nobody to notify
+    return true;
 }
 
 template <class Message, threading_policy Policy>

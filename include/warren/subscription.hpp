@@ -15,8 +15,10 @@ namespace warren {
 /// auto-delete queue that loses its last consumer is deleted. Move-only.
 ///
 /// Under multi_threaded, ending a subscription waits for its callback if that callback is
-/// running on another thread, so state the callback uses may be destroyed right after.
-/// A callback may end its own subscription.
+/// running on another thread, so state the callback uses may be destroyed right after
+/// (also when its queue was deleted meanwhile). A callback may end its own subscription,
+/// and may own it: a handle kept in the callback's captures is ended cleanly when the
+/// queue is deleted or the broker destroyed (the broker destroys callbacks with no lock held).
 /// @code
 /// auto sub = broker.subscribe("logs", [](warren::delivery& d) { std::cout << d.body(); });
 /// broker.dispatch();

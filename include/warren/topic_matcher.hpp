@@ -3,14 +3,17 @@
 /// A standalone topic matcher with RabbitMQ's semantics, built for speed.
 
 #include <algorithm>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "detail/flat_tables.hpp"
+#include "detail/hash_index.hpp"
 #include "routing_key.hpp"
 
 namespace warren {
@@ -89,6 +92,12 @@ private:
 /// How it is fast: words are interned to integer ids, the trie's literal edges live in one
 /// flat open-addressing table keyed by (node, word id), nodes and values sit in flat
 /// arrays, and per-thread scratch space means a match allocates nothing once warm.
+///
+/// What it costs: insert and erase are O(words of the pattern), also for one pattern with
+/// many values (a pattern's values are found through a hash index once it has more than a
+/// few, when `std::hash<Value>` exists; by a scan otherwise). Memory follows the bindings
+/// down: when most nodes, values or words are free, erase renumbers what is left into
+/// tables of its size (O(live) work, at most once per halving, so O(1) per erase amortised).
 /// @code
 /// warren::topic_matcher<int> m;
 /// m.insert("*.orange.*", 1);
@@ -126,7 +135,8 @@ public:
     [[nodiscard]] std::size_t memory_bytes() const noexcept {
         return words_.memory_bytes() + edges_.memory_bytes() + nodes_.capacity() * sizeof(node) +
                values_.capacity() * sizeof(value_entry) + free_nodes_.capacity() * sizeof(std::uint32_t) +
-               free_values_.capacity() * sizeof(std::uint32_t);
+               free_values_.capacity() * sizeof(std::uint32_t) + value_index_.memory_bytes() +
+               word_epochs_.capacity() * sizeof(std::uint32_t);
     }
 
 private:
@@ -137,6 +147,7 @@ private:
         std::uint32_t hash = none;        // child through `#`
         std::uint32_t first_value = none; // head of this node's value list
         std::uint32_t literal_children = 0;
+        std::uint32_t values = 0;         // length of the value list
     };
     struct value_entry {
         Value value;
@@ -167,6 +178,31 @@ private:
     /// Splits a pattern into words, normalised where that keeps the meaning (see body).
     static void parse(std::string_view pattern, std::vector<std::pair<word_kind, std::string_view>>& out);
     std::uint32_t new_node();
+
+    /// Whether values can key a hash table: then a node with many finds them in O(1).
+    static constexpr bool hashable_values = requires(const Value& v) {
+        { std::hash<Value>{}(v) } -> std::convertible_to<std::size_t>;
+    };
+    /// A node with more values than this finds them through value_index_.
+    static constexpr std::uint32_t scanned_values = 8;
+    [[nodiscard]] bool indexed(const node& n) const noexcept { return hashable_values && n.values > scanned_values; }
+    [[nodiscard]] static std::uint64_t value_hash(std::uint32_t at, const Value& v) noexcept {
+        if constexpr (hashable_values) {
+            return detail::combine_hash(detail::mix64(at), std::hash<Value>{}(v));
+        } else {
+            return at;
+        }
+    }
+    /// The slot holding `value` among node `at`'s values, or `none`.
+    [[nodiscard]] std::uint32_t find_value(std::uint32_t at, const Value& value) const noexcept;
+    void add_value(std::uint32_t at, const Value& value);
+    void remove_value(std::uint32_t at, std::uint32_t slot);
+    /// Gives memory back once most nodes, values or words are free: see the class comment.
+    [[nodiscard]] bool sparse() const noexcept {
+        return (nodes_.size() >= 64 && free_nodes_.size() * 2 > nodes_.size()) ||
+               (values_.size() >= 64 && free_values_.size() * 2 > values_.size()) || words_.sparse();
+    }
+    void compact();
     template <class F>
     void visit(std::uint32_t at, const std::uint32_t* ids, std::size_t count, std::size_t i, F& on_match,
                match_scratch& s) const;
@@ -197,6 +233,7 @@ private:
     std::vector<std::uint32_t> free_nodes_;
     std::vector<value_entry> values_;
     std::vector<std::uint32_t> free_values_;
+    detail::hash_index<std::uint32_t> value_index_; // (node, value) -> slot, for nodes with many values
     std::size_t size_ = 0;
 };
 
@@ -267,22 +304,11 @@ bool topic_matcher<Value>::insert(std::string_view pattern, const Value& value) 
         }
         at = next;
     }
-    for (std::uint32_t v = nodes_[at].first_value; v != none; v = values_[v].next) {
-        if (values_[v].value == value) {
-            ++values_[v].count;
-            return false;
-        }
+    if (const std::uint32_t slot = find_value(at, value); slot != none) {
+        ++values_[slot].count;
+        return false;
     }
-    std::uint32_t slot;
-    if (!free_values_.empty()) {
-        slot = free_values_.back();
-        free_values_.pop_back();
-        values_[slot] = value_entry{value, 1, nodes_[at].first_value};
-    } else {
-        slot = static_cast<std::uint32_t>(values_.size());
-        values_.push_back(value_entry{value, 1, nodes_[at].first_value});
-    }
-    nodes_[at].first_value = slot;
+    add_value(at, value);
     ++size_;
     if (!cache_.empty()) invalidate(words.empty() || words[0].first != word_kind::literal ? 0 : words_.find(words[0].second));
     return true;
@@ -310,13 +336,10 @@ bool topic_matcher<Value>::erase(std::string_view pattern, const Value& value) {
         path.emplace_back(at, word);
         at = next;
     }
-    std::uint32_t* link = &nodes_[at].first_value;
-    while (*link != none && !(values_[*link].value == value)) link = &values_[*link].next;
-    if (*link == none) return false;
-    const std::uint32_t slot = *link;
+    const std::uint32_t slot = find_value(at, value);
+    if (slot == none) return false;
     if (--values_[slot].count > 0) return true;
-    *link = values_[slot].next;
-    free_values_.push_back(slot);
+    remove_value(at, slot);
     --size_;
     if (!cache_.empty()) invalidate(words.empty() || words[0].first != word_kind::literal ? 0 : path[0].second);
     // Prune nodes that no longer lead anywhere, from the leaf up.
@@ -338,7 +361,127 @@ bool topic_matcher<Value>::erase(std::string_view pattern, const Value& value) {
         free_nodes_.push_back(at);
         at = parent;
     }
+    if (sparse()) compact();
     return true;
+}
+
+template <class Value>
+std::uint32_t topic_matcher<Value>::find_value(std::uint32_t at, const Value& value) const noexcept {
+    const node& n = nodes_[at];
+    if (indexed(n)) {
+        const std::uint32_t* slot = value_index_.find(value_hash(at, value), [&](std::uint32_t s) { return values_[s].value == value; });
+        return slot == nullptr ? none : *slot;
+    }
+    for (std::uint32_t v = n.first_value; v != none; v = values_[v].next) {
+        if (values_[v].value == value) return v;
+    }
+    return none;
+}
+
+template <class Value>
+void topic_matcher<Value>::add_value(std::uint32_t at, const Value& value) {
+    std::uint32_t slot;
+    if (!free_values_.empty()) {
+        slot = free_values_.back();
+        free_values_.pop_back();
+        values_[slot] = value_entry{value, 1, nodes_[at].first_value};
+    } else {
+        slot = static_cast<std::uint32_t>(values_.size());
+        values_.push_back(value_entry{value, 1, nodes_[at].first_value});
+    }
+    node& n = nodes_[at];
+    n.first_value = slot;
+    ++n.values;
+    if (!indexed(n)) return;
+    if (n.values == scanned_values + 1) { // just past the scan limit: index them all
+        for (std::uint32_t v = n.first_value; v != none; v = values_[v].next) value_index_.insert(value_hash(at, values_[v].value), v);
+    } else {
+        value_index_.insert(value_hash(at, value), slot);
+    }
+}
+
+template <class Value>
+void topic_matcher<Value>::remove_value(std::uint32_t at, std::uint32_t slot) {
+    node& n = nodes_[at];
+    if (indexed(n)) {
+        // O(1) in a singly linked list: the head's value moves into the freed slot, which
+        // keeps its place, and the head goes.
+        (void)value_index_.erase(value_hash(at, values_[slot].value), [&](std::uint32_t s) { return s == slot; });
+        const std::uint32_t head = n.first_value;
+        if (slot != head) {
+            *value_index_.find(value_hash(at, values_[head].value), [&](std::uint32_t s) { return s == head; }) = slot;
+            values_[slot].value = values_[head].value;
+            values_[slot].count = values_[head].count;
+        }
+        n.first_value = values_[head].next;
+        free_values_.push_back(head);
+        if (--n.values == scanned_values) { // few again: found by a scan
+            for (std::uint32_t v = n.first_value; v != none; v = values_[v].next) {
+                (void)value_index_.erase(value_hash(at, values_[v].value), [&](std::uint32_t s) { return s == v; });
+            }
+        }
+        return;
+    }
+    std::uint32_t* link = &n.first_value;
+    while (*link != slot) link = &values_[*link].next;
+    *link = values_[slot].next;
+    free_values_.push_back(slot);
+    --n.values;
+}
+
+template <class Value>
+void topic_matcher<Value>::compact() {
+    // New ids in the order of the old ones, so the root stays 0.
+    auto renumber = [](std::size_t count, const std::vector<std::uint32_t>& free_ids) {
+        std::vector<std::uint32_t> renamed(count, 0);
+        for (const std::uint32_t id : free_ids) renamed[id] = none;
+        std::uint32_t next = 0;
+        for (auto& id : renamed) id = id == none ? none : next++;
+        return renamed;
+    };
+    const std::vector<std::uint32_t> node_id = renumber(nodes_.size(), free_nodes_);
+    const std::vector<std::uint32_t> value_id = renumber(values_.size(), free_values_);
+    const std::vector<std::uint32_t> word_id = words_.compact();
+    auto node_of = [&](std::uint32_t old) { return old == none ? none : node_id[old]; };
+    auto value_of = [&](std::uint32_t old) { return old == none ? none : value_id[old]; };
+
+    std::vector<node> nodes;
+    nodes.reserve(nodes_.size() - free_nodes_.size());
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+        if (node_id[i] == none) continue;
+        node n = nodes_[i];
+        n.star = node_of(n.star);
+        n.hash = node_of(n.hash);
+        n.first_value = value_of(n.first_value);
+        nodes.push_back(n);
+    }
+    std::vector<value_entry> values;
+    values.reserve(values_.size() - free_values_.size());
+    for (std::size_t i = 0; i < values_.size(); ++i) {
+        if (value_id[i] == none) continue;
+        values.push_back(std::move(values_[i]));
+        values.back().next = value_of(values.back().next);
+    }
+    detail::edge_table edges;
+    edges.reset(edges_.size());
+    edges_.for_each([&](std::uint32_t parent, std::uint32_t word, std::uint32_t child) {
+        edges.insert(node_id[parent], word_id[word], node_id[child]);
+    });
+    nodes_ = std::move(nodes);
+    values_ = std::move(values);
+    edges_ = std::move(edges);
+    std::vector<std::uint32_t>().swap(free_nodes_);
+    std::vector<std::uint32_t>().swap(free_values_);
+    value_index_.clear();
+    for (std::uint32_t at = 0; at < nodes_.size(); ++at) {
+        if (!indexed(nodes_[at])) continue;
+        for (std::uint32_t v = nodes_[at].first_value; v != none; v = values_[v].next) {
+            value_index_.insert(value_hash(at, values_[v].value), v);
+        }
+    }
+    // Word ids changed under the cached keys: every entry is stale now.
+    std::vector<std::uint32_t>().swap(word_epochs_);
+    if (++epoch_ == 0) epoch_ = 1;
 }
 
 template <class Value>

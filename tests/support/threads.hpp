@@ -7,7 +7,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -39,6 +44,38 @@ template <class Predicate>
     }
     return true;
 }
+
+/// Ends the process with a message if it is still alive after `limit`: a test whose code
+/// may deadlock (a lock taken twice on one thread) makes one on its stack, so a deadlock
+/// fails the test within seconds instead of hanging it until ctest's timeout.
+class watchdog {
+public:
+    watchdog(std::string what, std::chrono::milliseconds limit = std::chrono::seconds(10))
+        : thread_([this, what = std::move(what), limit] {
+              std::unique_lock lock(mutex_);
+              if (!done_cv_.wait_for(lock, limit, [this] { return done_; })) {
+                  std::fprintf(stderr, "watchdog: %s did not finish within %lld ms (a deadlock?)\n", what.c_str(),
+                               static_cast<long long>(limit.count()));
+                  std::abort();
+              }
+          }) {}
+    watchdog(const watchdog&) = delete;
+    watchdog& operator=(const watchdog&) = delete;
+    ~watchdog() {
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        done_cv_.notify_all();
+        thread_.join();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable done_cv_;
+    bool done_ = false;
+    std::thread thread_; // last: it starts once the members above exist
+};
 
 /// `count` threads calling broker.dispatch(budget) until stop() (or destruction), backing
 /// off briefly when there is nothing to deliver: dispatch() does not block.

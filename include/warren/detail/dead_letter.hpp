@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "../field_table.hpp"
+#include "saturate.hpp"
 
 namespace warren {
 
@@ -50,7 +51,8 @@ inline const std::string* string_field(const field_table& table, std::string_vie
 /// Adds `event` to `headers` as rabbit_dead_letter:update_x_death_header does: the first
 /// death also sets x-first-death-{reason,queue,exchange}; a death for a (queue, reason)
 /// already listed increments that entry's count and moves it to the front (keeping its
-/// first time, exchange and keys); a new one is prepended with count 1.
+/// first time, exchange and keys); a new one is prepended with count 1. Counts saturate at
+/// the ends of std::int64_t.
 inline void record_death(field_table& headers, const death_event& event) {
     field_table entry{{"reason", std::string(to_string(event.reason))},
                       {"queue", std::string(event.queue)},
@@ -94,8 +96,10 @@ inline void record_death(field_table& headers, const death_event& event) {
                 merged = *death;
                 merged->set("count", n == nullptr ? std::int64_t{1} : *n);
             } else {
+                // Counts come from the message, which a client may have written: they
+                // saturate rather than overflow.
                 const std::int64_t* sum = merged->find("count")->get_if<std::int64_t>();
-                merged->set("count", *sum + (n == nullptr ? 1 : *n));
+                merged->set("count", saturating_add(*sum, n == nullptr ? std::int64_t{1} : *n));
             }
             continue;
         }
@@ -103,7 +107,7 @@ inline void record_death(field_table& headers, const death_event& event) {
     }
     if (merged) {
         const std::int64_t count = *merged->find("count")->get_if<std::int64_t>();
-        merged->set("count", count + 1);
+        merged->set("count", saturating_add(count, std::int64_t{1}));
         updated.front() = field_value(std::move(*merged));
     } else {
         updated.front() = field_value(std::move(entry));

@@ -90,7 +90,8 @@ namespace warren::detail {
 }
 
 /// Maps words to small integer ids, so the trie's edges are keyed by integers. Ids are
-/// counted: a word used by no pattern any more is forgotten and its id reused.
+/// counted: a word used by no pattern any more is forgotten and its id reused. Its slot
+/// table halves when less than an eighth full; compact() renumbers the ids densely.
 class word_table {
 public:
     /// The id no stored word has; routing-key words the table does not know map to it.
@@ -143,17 +144,46 @@ public:
         std::size_t i = static_cast<std::size_t>(h) & mask;
         while (slots_[i].id != id) i = (i + 1) & mask;
         erase_slot(i);
-        words_[id].text.clear();
+        std::string().swap(words_[id].text); // gives back a long word's buffer
         free_ids_.push_back(id);
         --size_;
+        if (size_ * 8 < slots_.size() && slots_.size() > 16) {
+            std::size_t capacity = 16;
+            while (capacity < size_ * 2) capacity *= 2;
+            rehash(capacity);
+        }
         return true;
+    }
+
+    /// Whether most ids are free, so that compact() would give memory back.
+    [[nodiscard]] bool sparse() const noexcept { return words_.size() >= 64 && free_ids_.size() * 2 > words_.size(); }
+    /// Renumbers the words 1, 2, ... in their current order and gives back the unused
+    /// space; returns the new id of each old one (`unknown` for a free id).
+    std::vector<std::uint32_t> compact() {
+        std::vector<std::uint32_t> renamed(words_.size(), unknown);
+        std::vector<entry> kept;
+        kept.reserve(size_ + 1);
+        kept.emplace_back(); // id 0 is `unknown`
+        for (std::uint32_t id = 1; id < words_.size(); ++id) {
+            if (words_[id].uses == 0) continue;
+            renamed[id] = static_cast<std::uint32_t>(kept.size());
+            kept.push_back(std::move(words_[id]));
+        }
+        words_ = std::move(kept);
+        std::vector<std::uint32_t>().swap(free_ids_);
+        std::size_t capacity = 16;
+        while (capacity * 3 < size_ * 4 + 4) capacity *= 2;
+        std::vector<slot>(capacity, slot{}).swap(slots_);
+        for (std::uint32_t id = 1; id < words_.size(); ++id) insert_slot(slot{hash_bytes(words_[id].text), id});
+        return renamed;
     }
 
     /// One past the largest id in use, for tables indexed by word id.
     [[nodiscard]] std::size_t id_limit() const noexcept { return words_.size(); }
     /// Bytes held, for memory accounting.
     [[nodiscard]] std::size_t memory_bytes() const noexcept {
-        std::size_t bytes = slots_.capacity() * sizeof(slot) + words_.capacity() * sizeof(entry);
+        std::size_t bytes = slots_.capacity() * sizeof(slot) + words_.capacity() * sizeof(entry) +
+                            free_ids_.capacity() * sizeof(std::uint32_t);
         for (const auto& w : words_) bytes += w.text.capacity() > 15 ? w.text.capacity() : 0;
         return bytes;
     }
@@ -201,7 +231,8 @@ private:
 };
 
 /// The trie's literal edges in one flat table: (parent node, word id) -> child node. One
-/// probe per step, and no per-node hash map to allocate.
+/// probe per step, and no per-node hash map to allocate. The table halves when less than
+/// an eighth full, so its memory follows the edges down.
 class edge_table {
 public:
     static constexpr std::uint32_t none = UINT32_MAX;
@@ -238,7 +269,27 @@ public:
         }
         slots_[hole] = slot{};
         --size_;
+        if (size_ * 8 < slots_.size() && slots_.size() > 16) {
+            std::size_t capacity = 16;
+            while (capacity < size_ * 2) capacity *= 2;
+            rehash(capacity);
+        }
     }
+    /// Calls `f(parent, word, child)` for every edge, in no particular order.
+    template <class F>
+    void for_each(F&& f) const {
+        for (const slot& s : slots_) {
+            if (s.key != empty) f(static_cast<std::uint32_t>(s.key >> 32), static_cast<std::uint32_t>(s.key), s.child);
+        }
+    }
+    /// Room for `n` edges at most three quarters full, and nothing else.
+    void reset(std::size_t n) {
+        std::size_t capacity = 16;
+        while (capacity * 3 < n * 4 + 4) capacity *= 2;
+        std::vector<slot>(capacity, slot{}).swap(slots_);
+        size_ = 0;
+    }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] std::size_t memory_bytes() const noexcept { return slots_.capacity() * sizeof(slot); }
 
 private:

@@ -22,6 +22,9 @@ public:
     void add_ref() const noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
     /// Returns true when this was the last reference.
     [[nodiscard]] bool release() const noexcept { return refs_.fetch_sub(1, std::memory_order_acq_rel) == 1; }
+    /// Whether the caller's reference is the only one. Only meaningful where no other
+    /// thread can take a new reference meanwhile (the caller holds the lock they need).
+    [[nodiscard]] bool unique() const noexcept { return refs_.load(std::memory_order_acquire) == 1; }
 
 protected:
     ~ref_counted() = default;
@@ -53,6 +56,14 @@ public:
         if (p != nullptr && p->release()) delete p;
     }
     void swap(ref_ptr& other) noexcept { std::swap(p_, other.p_); }
+    /// Gives up this reference without dropping it: the caller owns it until adopt().
+    [[nodiscard]] T* detach() noexcept { return std::exchange(p_, nullptr); }
+    /// Takes over a reference that detach() gave up, without counting one more.
+    [[nodiscard]] static ref_ptr adopt(T* p) noexcept {
+        ref_ptr r;
+        r.p_ = p;
+        return r;
+    }
 
     [[nodiscard]] T* get() const noexcept { return p_; }
     T& operator*() const noexcept { return *p_; }
