@@ -335,6 +335,14 @@ public:
 
     static constexpr amqp_channel_t channel = 1;
 
+    /// Closes the socket without the closing handshake, for a connection the server closed
+    /// (which waits for a close-ok that a polite close would not send).
+    void drop() noexcept {
+        if (conn_ == nullptr) return;
+        amqp_destroy_connection(conn_);
+        conn_ = nullptr;
+    }
+
     /// The reply text of the last channel error.
     [[nodiscard]] const std::string& last_error() const { return last_error_; }
     /// How many channel errors the server raised.

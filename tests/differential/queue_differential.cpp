@@ -48,6 +48,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -1528,6 +1529,51 @@ bool check_expirations(server& srv, const std::string& prefix) {
     return ok;
 }
 
+/// Floats in message headers that are not finite: RabbitMQ cannot decode them (Erlang's float
+/// matching refuses NaN and the infinities) and closes the connection; warren refuses the
+/// publish. Both refuse, with their own codes (RabbitMQ 541 INTERNAL_ERROR on the
+/// connection, warren 406 PRECONDITION_FAILED): the check is that the same values are
+/// refused. Each value gets a connection of its own, since a refusal closes it.
+bool check_non_finite_floats(const options& opts, const std::string& prefix) {
+    warren::broker b;
+    bool ok = true;
+    const double values[] = {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity(), 1.5, -0.0};
+    for (const double x : values) {
+        bool theirs = false; // refused
+        {
+            amqp_client c(opts.host, opts.port, opts.connect_timeout, false);
+            amqp_arena arena;
+            amqp_basic_properties_t props{};
+            props._flags = AMQP_BASIC_HEADERS_FLAG;
+            props.headers = arena.table_of({{"x", real('d', x)}});
+            c.publish("", prefix + "nowhere", false, props, "x");
+            try {
+                (void)c.round_trip();
+            } catch (const fatal&) { // the connection was closed
+                theirs = true;
+                c.drop();
+            }
+        }
+        bool ours = false;
+        warren::message m;
+        m.routing_key = prefix + "nowhere";
+        m.properties.headers.set("x", x);
+        try {
+            (void)b.publish("", std::move(m));
+        } catch (const warren::error&) {
+            ours = true;
+        }
+        if (theirs != ours) {
+            if (ok) std::printf("\nDISAGREEMENT: floats in headers\n");
+            ok = false;
+            std::printf("  header x = %g: RabbitMQ %s, warren %s\n", x, theirs ? "refuses" : "accepts",
+                        ours ? "refuses" : "accepts");
+        }
+    }
+    return ok;
+}
+
 void usage(FILE* out) {
     std::fputs("usage: queue_differential [--host H] [--port P] [--seeds S1,S2,...] [--fresh-seeds N]\n"
                "                          [--actions N] [--connect-timeout SECONDS] [--verbose] [--shrink]\n"
@@ -1612,6 +1658,8 @@ int main(int argc, char** argv) {
         }
         ++tests;
         if (!check_expirations(srv, prefix)) ++failed;
+        ++tests;
+        if (!check_non_finite_floats(opts, prefix)) ++failed;
         for (std::uint64_t seed : opts.seeds) {
             ++tests;
             if (!r.seed(seed)) ++failed;
@@ -1625,7 +1673,9 @@ int main(int argc, char** argv) {
     std::printf("queue_differential: seeds");
     for (std::uint64_t s : opts.seeds) std::printf(" %llu", static_cast<unsigned long long>(s));
     std::printf(", %zu actions each, %.1f s\n", opts.actions, secs);
-    std::printf("queue_differential: %zu tests failed out of %zu (one per seed, one for expiration values)\n", failed,
+    std::printf("queue_differential: %zu tests failed out of %zu (one per seed, one for expiration values, one for "
+                "non-finite floats)\n",
+                failed,
                 tests);
     return failed == 0 ? 0 : 1;
 }

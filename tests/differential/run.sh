@@ -174,7 +174,8 @@ for command in "${commands[@]}"; do
     fi
     line="$(grep -E '[0-9]+ tests failed out of [0-9]+' "$tmp/output" | tail -n1 || true)"
     if [ -n "$line" ]; then
-        failed=$((failed + $(sed -E 's/.* ([0-9]+) tests failed out of [0-9]+.*/\1/' <<<"$line")))
+        # The count may start the line ("0 tests failed out of 0") or follow a prefix.
+        failed=$((failed + $(sed -E 's/^(.*[^0-9])?([0-9]+) tests failed out of [0-9]+.*/\2/' <<<"$line")))
         total=$((total + $(sed -E 's/.* tests failed out of ([0-9]+).*/\1/' <<<"$line")))
     fi
 done
