@@ -18,7 +18,9 @@
 
 #include "support/bindings.hpp"
 #include "support/catch.hpp"
+#include "support/scale.hpp"
 
+using warren_test::at_scale;
 using warren_test::binding_spec;
 using warren_test::nth_binding;
 
@@ -50,7 +52,7 @@ std::vector<std::string> exchange_types() {
 
 TEMPLATE_TEST_CASE("binding cost: unbinding 200k keys of one queue costs about what binding them did",
                    "[binding][cost]", warren::broker, warren::concurrent_broker) {
-    constexpr std::size_t n = 200'000;
+    constexpr std::size_t n = at_scale(200'000);
     for (const std::string& type : exchange_types<TestType>()) {
         INFO("exchange type " << type);
         TestType b;
@@ -145,11 +147,11 @@ TEMPLATE_TEST_CASE("binding cost: queues bound under one key bind, unbind, decla
                    "[binding][cost]", warren::broker, warren::concurrent_broker) {
     for (const std::string& type : exchange_types<TestType>()) {
         INFO("exchange type " << type);
-        const phases small = fastest_one_key_phases<TestType>(type, 2'500);
-        const phases large = fastest_one_key_phases<TestType>(type, 20'000); // 8 times as many
-        INFO("2,500 queues: declare " << small.declare << " s, bind " << small.bind << " s, unbind " << small.unbind
+        const phases small = fastest_one_key_phases<TestType>(type, at_scale(2'500));
+        const phases large = fastest_one_key_phases<TestType>(type, at_scale(20'000)); // 8 times as many
+        INFO(at_scale(2'500) << " queues: declare " << small.declare << " s, bind " << small.bind << " s, unbind " << small.unbind
                                       << " s, delete " << small.remove << " s");
-        INFO("20,000 queues: declare " << large.declare << " s, bind " << large.bind << " s, unbind " << large.unbind
+        INFO(at_scale(20'000) << " queues: declare " << large.declare << " s, bind " << large.bind << " s, unbind " << large.unbind
                                        << " s, delete " << large.remove << " s");
         // Constant time each: 8 times the work takes about 8 times as long (64 if linear each).
         CHECK(large.declare < 24 * small.declare);

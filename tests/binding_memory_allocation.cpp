@@ -16,7 +16,9 @@
 #include "support/bindings.hpp"
 #include "support/catch.hpp"
 #include "support/counting_allocator.hpp"
+#include "support/scale.hpp"
 
+using warren_test::at_scale;
 using warren_test::binding_spec;
 using warren_test::live_heap_bytes;
 using warren_test::nth_binding;
@@ -74,9 +76,10 @@ TEMPLATE_TEST_CASE("binding memory: a refused operation changes nothing and keep
     for (std::size_t i = 0; i < 100; ++i) REQUIRE(refuse_all(i) == 11); // warm: scratch space, lazily made
     const std::string before = shape(b);
     const std::size_t live = live_heap_bytes();
-    for (std::size_t i = 100; i < 20'100; ++i) REQUIRE(refuse_all(i) == 11);
+    const std::size_t rounds = at_scale(20'000);
+    for (std::size_t i = 100; i < 100 + rounds; ++i) REQUIRE(refuse_all(i) == 11);
     const std::size_t after = live_heap_bytes();
-    INFO("live heap bytes before " << live << ", after 20,000 rounds of refusals " << after);
+    INFO("live heap bytes before " << live << ", after " << rounds << " rounds of refusals " << after);
     CHECK(after <= live + 1024);
     CHECK(shape(b) == before);
 }
@@ -85,7 +88,7 @@ TEMPLATE_TEST_CASE("binding memory: the heap follows the live bindings down", "[
                    warren::concurrent_broker) {
     const std::string type = GENERATE(as<std::string>{}, "topic", "direct", "fanout", "headers");
     INFO("exchange type " << type);
-    constexpr std::size_t n = 200'000;
+    constexpr std::size_t n = at_scale(200'000);
     constexpr std::size_t kept = 300;
     std::vector<binding_spec> specs;
     specs.reserve(n);

@@ -19,6 +19,7 @@
 
 #include "support/catch.hpp"
 #include "support/errors.hpp"
+#include "support/scale.hpp"
 
 namespace {
 
@@ -332,11 +333,11 @@ TEST_CASE("field_table: building n fields from a list in any order costs O(n log
         const field_table t(std::move(entries));
         REQUIRE(t.size() == names.size());
     };
-    const auto small = shuffled_names(20'000);
-    const auto large = shuffled_names(160'000); // 8 times as many: about 10 times as long
+    const auto small = shuffled_names(warren_test::at_scale(20'000));
+    const auto large = shuffled_names(warren_test::at_scale(160'000)); // 8 times as many: about 10 times as long
     const double t_small = fastest_of_three([&] { build(small); });
     const double t_large = fastest_of_three([&] { build(large); });
-    INFO("20,000 fields " << t_small << " s, 160,000 fields " << t_large << " s");
+    INFO(small.size() << " fields " << t_small << " s, " << large.size() << " fields " << t_large << " s");
     CHECK(t_large < 24 * t_small); // 64 times as long if each field cost O(n)
 }
 
@@ -346,9 +347,11 @@ TEST_CASE("field_table: set() in name order appends, so n fields cost O(n)", "[f
         for (std::size_t i = 0; i < n; ++i) t.set("f" + std::to_string(1'000'000 + i), std::int64_t{1});
         REQUIRE(t.size() == n);
     };
-    const double t_small = fastest_of_three([&] { build(20'000); });
-    const double t_large = fastest_of_three([&] { build(160'000); });
-    INFO("20,000 fields " << t_small << " s, 160,000 fields " << t_large << " s");
+    const std::size_t small = warren_test::at_scale(20'000);
+    const std::size_t large = warren_test::at_scale(160'000);
+    const double t_small = fastest_of_three([&] { build(small); });
+    const double t_large = fastest_of_three([&] { build(large); });
+    INFO(small << " fields " << t_small << " s, " << large << " fields " << t_large << " s");
     CHECK(t_large < 24 * t_small);
 }
 

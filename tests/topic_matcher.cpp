@@ -16,6 +16,7 @@
 #include "data/topic_suites.hpp"
 #include "support/catch.hpp"
 #include "support/reference_topic.hpp"
+#include "support/scale.hpp"
 
 namespace {
 
@@ -464,7 +465,7 @@ TEST_CASE("topic_matcher: UTF-8 words compare bytewise", "[topic]") {
 }
 
 TEST_CASE("topic_matcher: memory follows the live bindings down", "[topic][memory]") {
-    constexpr std::uint32_t n = 200'000;
+    constexpr auto n = static_cast<std::uint32_t>(warren_test::at_scale(200'000));
     constexpr std::uint32_t kept = 300;
     // Four-word patterns, the first word shared, the rest mostly distinct; some wildcards.
     auto pattern = [](std::uint32_t i) {
