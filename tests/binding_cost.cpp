@@ -153,11 +153,14 @@ TEMPLATE_TEST_CASE("binding cost: queues bound under one key bind, unbind, decla
                                       << " s, delete " << small.remove << " s");
         INFO(at_scale(20'000) << " queues: declare " << large.declare << " s, bind " << large.bind << " s, unbind " << large.unbind
                                        << " s, delete " << large.remove << " s");
-        // Constant time each: 8 times the work takes about 8 times as long (64 if linear each).
-        CHECK(large.declare < 24 * small.declare);
-        CHECK(large.bind < 24 * small.bind);
-        CHECK(large.unbind < 24 * small.unbind);
-        CHECK(large.remove < 24 * small.remove);
+        // Constant time each: 8 times the work takes 8 times the instructions (callgrind:
+        // 2,241 and 2,266 per topic bind at 2,500 and 20,000 queues), and up to 3.5 times
+        // longer again per operation where the larger topology no longer fits in the caches
+        // (27 times the time seen, with another test running beside); linear each: 64 times.
+        CHECK(large.declare < 40 * small.declare);
+        CHECK(large.bind < 40 * small.bind);
+        CHECK(large.unbind < 40 * small.unbind);
+        CHECK(large.remove < 40 * small.remove);
         CHECK(large.unbind < 10 * large.bind);
     }
 }

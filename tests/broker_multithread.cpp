@@ -19,7 +19,10 @@
 
 #include "support/broker_io.hpp"
 #include "support/catch.hpp"
+#include "support/threads.hpp"
 
+using warren_test::id_of;
+using warren_test::joining_thread;
 using warren_test::send;
 using warren_test::strings;
 using warren_test::to_queue;
@@ -32,28 +35,12 @@ using delivery = broker::delivery;
 using clock_type = std::chrono::steady_clock;
 
 /// Messages per publisher in the stress test: about a second under TSan on two cores.
-constexpr std::size_t per_publisher = 20000;
-
-std::size_t id_of(const delivery& d) { return static_cast<std::size_t>(std::stoul(d.body())); }
+constexpr std::size_t stress_messages_per_publisher = 20000;
 
 /// Milliseconds since `start`.
 double elapsed_ms(clock_type::time_point start) {
     return std::chrono::duration<double, std::milli>(clock_type::now() - start).count();
 }
-
-/// Joins on destruction, so a failing REQUIRE in the test thread cannot leave a joinable
-/// std::thread behind (which would terminate the process).
-struct joining_thread {
-    std::thread thread;
-    template <class F>
-    explicit joining_thread(F&& f) : thread(std::forward<F>(f)) {}
-    joining_thread(joining_thread&&) noexcept = default;
-    joining_thread& operator=(joining_thread&&) noexcept = default;
-    ~joining_thread() { join(); }
-    void join() {
-        if (thread.joinable()) thread.join();
-    }
-};
 
 /// What one consumer saw: ids in the order it got them, and which were redeliveries.
 struct consumer_log {
@@ -195,7 +182,7 @@ TEST_CASE("concurrent broker: several waiters, each message taken once", "[multi
 
 TEST_CASE("concurrent broker: publishers and consumers lose and duplicate nothing", "[multithread][stress]") {
     constexpr std::size_t publishers = 4;
-    constexpr std::size_t total = publishers * per_publisher;
+    constexpr std::size_t total = publishers * stress_messages_per_publisher;
     broker b;
     b.declare_queue("work");
 
@@ -234,8 +221,8 @@ TEST_CASE("concurrent broker: publishers and consumers lose and duplicate nothin
     for (std::size_t p = 0; p < publishers; ++p) {
         threads.emplace_back([&, p] {
             auto pub = b.make_publisher("");
-            for (std::size_t i = 0; i < per_publisher; ++i) {
-                if (pub.publish(to_queue<broker>("work", std::to_string(p * per_publisher + i))) != 1) {
+            for (std::size_t i = 0; i < stress_messages_per_publisher; ++i) {
+                if (pub.publish(to_queue<broker>("work", std::to_string(p * stress_messages_per_publisher + i))) != 1) {
                     publish_failed = true;
                 }
             }
@@ -302,7 +289,7 @@ TEST_CASE("concurrent broker: publishers and consumers lose and duplicate nothin
     }
     CHECK(out_of_range == 0);
     CHECK(std::count(times.begin(), times.end(), 1) == static_cast<std::ptrdiff_t>(total));
-    for (const auto& log : logs) CHECK(fifo_per_publisher(log, publishers, per_publisher));
+    for (const auto& log : logs) CHECK(fifo_per_publisher(log, publishers, stress_messages_per_publisher));
     // Both kinds of consumer took part.
     for (const auto& log : logs) CHECK_FALSE(log.ids.empty());
 
@@ -362,15 +349,14 @@ TEST_CASE("concurrent broker: topology changes while publishing", "[multithread]
     std::atomic<std::size_t> temp_received{0};
     std::atomic<int> churn_errors{0};
 
-    std::vector<joining_thread> threads;
-    threads.emplace_back([&] { // one publisher, so "stable" must hold everything in order
+    joining_thread publisher([&] { // one publisher, so "stable" must hold everything in order
         auto pub = b.make_publisher("events");
         for (std::size_t i = 0; i < messages; ++i) {
             if (pub.publish(to_queue<broker>("k", std::to_string(i))) == 0) ++unroutable;
         }
         publishing = false;
     });
-    threads.emplace_back([&] { // queues come and go, with consumers
+    joining_thread queue_churn([&] { // queues come and go, with consumers
         for (int i = 0; i < rounds; ++i) {
             try {
                 const std::string name = "tmp-" + std::to_string(i);
@@ -389,7 +375,7 @@ TEST_CASE("concurrent broker: topology changes while publishing", "[multithread]
             }
         }
     });
-    threads.emplace_back([&] { // exchanges come and go, with extra paths to "stable"
+    joining_thread exchange_churn([&] { // exchanges come and go, with extra paths to "stable"
         for (int i = 0; i < rounds; ++i) {
             try {
                 const std::string name = "x-" + std::to_string(i);
@@ -404,12 +390,12 @@ TEST_CASE("concurrent broker: topology changes while publishing", "[multithread]
             }
         }
     });
-    threads.emplace_back([&] { // consumers of the temporary queues are served here
+    joining_thread temporary_consumers([&] { // consumers of the temporary queues are served here
         while (publishing.load()) {
             if (b.dispatch(32) == 0) std::this_thread::sleep_for(100us);
         }
     });
-    for (auto& t : threads) t.join();
+    for (joining_thread* t : {&publisher, &queue_churn, &exchange_churn, &temporary_consumers}) t->join();
 
     CHECK(churn_errors.load() == 0);
     CHECK(unroutable.load() == 0);

@@ -14,12 +14,12 @@
 
 using warren_test::drain_marked;
 using warren_test::error_of;
+using warren_test::manual;
 using warren_test::send;
 using warren_test::strings;
 
 namespace {
 
-constexpr auto manual = warren::ack_mode::manual;
 
 } // namespace
 

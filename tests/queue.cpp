@@ -22,7 +22,7 @@ using warren_test::strings;
 namespace {
 
 /// Records "tag:body" for every delivery, across consumers, in callback order.
-struct recorder {
+struct tag_recorder {
     std::vector<std::string> seen;
     auto callback(std::string tag) {
         return [this, tag = std::move(tag)](auto& d) { seen.push_back(tag + ":" + d.body()); };
@@ -229,7 +229,7 @@ TEMPLATE_TEST_CASE("queue: consumers take turns in subscription order", "[queue]
                    warren::concurrent_broker) {
     TestType b;
     b.declare_queue("q");
-    recorder r;
+    tag_recorder r;
     auto c1 = b.subscribe("q", r.callback("c1"), tagged("c1"));
     auto c2 = b.subscribe("q", r.callback("c2"), tagged("c2"));
     auto c3 = b.subscribe("q", r.callback("c3"), tagged("c3"));
@@ -272,7 +272,7 @@ TEMPLATE_TEST_CASE("queue: a new consumer joins the back of the rotation", "[que
                    warren::broker, warren::concurrent_broker) {
     TestType b;
     b.declare_queue("q");
-    recorder r;
+    tag_recorder r;
     auto c1 = b.subscribe("q", r.callback("c1"), tagged("c1"));
     auto c2 = b.subscribe("q", r.callback("c2"), tagged("c2"));
     warren_test::send_numbered(b, "q", "m", 1);
@@ -291,7 +291,7 @@ TEMPLATE_TEST_CASE("queue: a consumer unblocked by an ack rejoins the back of th
     using delivery = typename TestType::delivery;
     TestType b;
     b.declare_queue("q");
-    recorder r;
+    tag_recorder r;
     std::vector<delivery> held;
     auto a = b.subscribe(
         "q", [&](delivery& d) { r.seen.push_back("A:" + d.body()); held.push_back(std::move(d)); },
@@ -311,7 +311,7 @@ TEMPLATE_TEST_CASE("queue: prefetch limits unacknowledged messages per consumer"
     using delivery = typename TestType::delivery;
     TestType b;
     b.declare_queue("q");
-    recorder r;
+    tag_recorder r;
     std::vector<delivery> held; // manual deliveries kept unsettled
 
     SECTION("a consumer at its limit gets nothing more") {
@@ -401,7 +401,7 @@ TEMPLATE_TEST_CASE("queue: dispatch serves one message per queue per round, in d
     b.declare_queue("q1");
     b.declare_queue("q2");
     b.declare_queue("q3");
-    recorder r;
+    tag_recorder r;
     // Subscribed in another order than declared: declaration order is what counts.
     auto s3 = b.subscribe("q3", r.callback("q3"));
     auto s1 = b.subscribe("q1", r.callback("q1"));

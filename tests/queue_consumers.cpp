@@ -23,6 +23,7 @@
 
 using warren_test::drain_marked;
 using warren_test::error_of;
+using warren_test::manual;
 using warren_test::send;
 using warren_test::send_numbered;
 using warren_test::strings;
@@ -30,7 +31,6 @@ using warren_test::to_queue;
 
 namespace {
 
-constexpr auto manual = warren::ack_mode::manual;
 constexpr auto automatic = warren::ack_mode::automatic;
 
 warren::consumer_options consumer(std::string tag, std::int32_t priority = 0, warren::ack_mode ack = automatic,

@@ -19,20 +19,17 @@
 
 using warren_test::counts;
 using warren_test::drain;
+using warren_test::manual;
 using warren_test::send;
+using warren_test::stats;
 using warren_test::strings;
 using warren_test::to_queue;
+using warren_test::with_args;
 
 namespace {
 
-constexpr auto manual = warren::ack_mode::manual;
 constexpr std::int64_t epoch = 1'700'000'000; // the manual clocks' unix_seconds() at time zero
 
-warren::queue_options with_args(warren::field_table arguments) {
-    warren::queue_options options;
-    options.arguments = std::move(arguments);
-    return options;
-}
 
 std::string render(const warren::field_value& value);
 
@@ -83,13 +80,6 @@ template <class Delivery>
 std::string x_death(const Delivery& d) {
     const warren::field_value* deaths = d.properties().headers.find("x-death");
     return deaths == nullptr ? "none" : render(*deaths);
-}
-
-template <class Broker>
-warren::queue_counters stats(const Broker& b, std::string_view queue) {
-    warren::queue_counters c = b.queue_stats(queue);
-    CHECK(c.accounted());
-    return c;
 }
 
 /// A fanout exchange `exchange` feeding a new queue `queue`.

@@ -16,19 +16,14 @@
 using warren_test::counts;
 using warren_test::drain;
 using warren_test::drain_marked;
+using warren_test::manual;
 using warren_test::send;
+using warren_test::stats;
 using warren_test::strings;
 using warren_test::to_queue;
+using warren_test::with_args;
 
 namespace {
-
-constexpr auto manual = warren::ack_mode::manual;
-
-warren::queue_options with_args(warren::field_table arguments) {
-    warren::queue_options options;
-    options.arguments = std::move(arguments);
-    return options;
-}
 
 /// A confirm as one string: "ack routed=1 refused=0", with " returned" when it was.
 std::string describe(const warren::confirmation& c) {
@@ -51,14 +46,6 @@ std::string counts(const warren::exchange_counters& c) {
     add("returned", c.returned);
     add("nacked", c.nacked);
     return out;
-}
-
-/// The counters of `queue`, CHECKing on the way that every accepted message is accounted for.
-template <class Broker>
-warren::queue_counters stats(const Broker& b, std::string_view queue) {
-    warren::queue_counters c = b.queue_stats(queue);
-    CHECK(c.accounted());
-    return c;
 }
 
 /// Takes every message of `queue` and returns each as "body:reason", the reason of the

@@ -24,7 +24,11 @@
 
 #include "support/broker_io.hpp"
 #include "support/catch.hpp"
+#include "support/threads.hpp"
 
+using warren_test::header_text;
+using warren_test::id_of;
+using warren_test::joining_thread;
 using warren_test::to_queue;
 using namespace std::chrono_literals;
 
@@ -33,28 +37,6 @@ namespace {
 using broker = warren::concurrent_broker;
 using delivery = broker::delivery;
 using steady = std::chrono::steady_clock;
-
-std::size_t id_of(const delivery& d) { return static_cast<std::size_t>(std::stoul(d.body())); }
-
-std::string header_text(const delivery& d, std::string_view name) {
-    const warren::field_value* v = d.properties().headers.find(name);
-    const std::string* s = v == nullptr ? nullptr : v->get_if<std::string>();
-    return s == nullptr ? std::string() : *s;
-}
-
-/// Joins on destruction, so a failing REQUIRE in the test thread cannot leave a joinable
-/// std::thread behind.
-struct joining_thread {
-    std::thread thread;
-    template <class F>
-    explicit joining_thread(F&& f) : thread(std::forward<F>(f)) {}
-    joining_thread(joining_thread&&) noexcept = default;
-    joining_thread& operator=(joining_thread&&) noexcept = default;
-    ~joining_thread() { join(); }
-    void join() {
-        if (thread.joinable()) thread.join();
-    }
-};
 
 /// Waits until `done()` or `limit` passed; returns whether it is done.
 bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds limit = 10s) {
@@ -193,11 +175,11 @@ TEST_CASE("concurrent queue: a max-length drop-head queue with a dead-letter exc
     std::size_t dead_maxlen = 0, dead_rejected = 0, dead_other = 0;
     while (auto d = b.try_get("dead")) {
         settled.push_back(id_of(*d));
-        const std::string reason = header_text(*d, "x-first-death-reason");
+        const std::string reason = header_text(d->properties(), "x-first-death-reason");
         if (reason == "maxlen") ++dead_maxlen;
         else if (reason == "rejected") ++dead_rejected;
         else ++dead_other;
-        if (header_text(*d, "x-first-death-queue") != "work") ++dead_other;
+        if (header_text(d->properties(), "x-first-death-queue") != "work") ++dead_other;
     }
     std::size_t stray = 0;
     const auto times = occurrences(settled, total, stray);
@@ -322,7 +304,7 @@ TEST_CASE("concurrent queue: publish_confirmed from several threads at a reject-
             std::size_t wrong_reason = 0;
             while (auto d = b.try_get("dead")) {
                 dead.push_back(id_of(*d));
-                if (header_text(*d, "x-first-death-reason") != "maxlen") ++wrong_reason;
+                if (header_text(d->properties(), "x-first-death-reason") != "maxlen") ++wrong_reason;
             }
             std::sort(dead.begin(), dead.end());
             std::sort(nacked.begin(), nacked.end());

@@ -15,11 +15,11 @@
 
 using warren_test::drain;
 using warren_test::drain_marked;
+using warren_test::manual;
 using warren_test::strings;
 
 namespace {
 
-constexpr auto manual = warren::ack_mode::manual;
 
 warren::queue_options max_priority(std::int64_t max, warren::field_table more = {}) {
     warren::queue_options options;

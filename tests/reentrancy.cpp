@@ -21,6 +21,7 @@
 
 using warren_test::drain;
 using warren_test::drain_marked;
+using warren_test::manual;
 using warren_test::manual_options;
 using warren_test::send;
 using warren_test::strings;
@@ -28,7 +29,6 @@ using warren_test::to_queue;
 
 namespace {
 
-constexpr auto manual = warren::ack_mode::manual;
 
 /// Queue options that dead-letter through the default exchange to `target`.
 warren::queue_options dead_letter_to(const std::string& target) {

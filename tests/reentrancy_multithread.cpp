@@ -27,6 +27,7 @@
 
 using warren_test::dispatchers;
 using warren_test::joining_thread;
+using warren_test::manual_options;
 using warren_test::strings;
 using warren_test::to_queue;
 using warren_test::wait_until;
@@ -37,14 +38,6 @@ namespace {
 using broker = warren::concurrent_broker;
 using delivery = broker::delivery;
 using subscription = broker::subscription;
-
-warren::consumer_options manual(std::string tag = {}, std::uint16_t prefetch = 0) {
-    warren::consumer_options o;
-    o.tag = std::move(tag);
-    o.ack = warren::ack_mode::manual;
-    o.prefetch = prefetch;
-    return o;
-}
 
 /// Everything a thread-safe log of strings needs: callbacks on several threads add, the
 /// test thread reads after the threads are done.
@@ -131,7 +124,7 @@ TEST_CASE("reentrancy (threads): callbacks republish to their own queue and onwa
         d.ack();
     };
     std::vector<subscription> subs;
-    for (int i = 0; i < 3; ++i) subs.push_back(b.subscribe("chain", hop, manual("c" + std::to_string(i), 4)));
+    for (int i = 0; i < 3; ++i) subs.push_back(b.subscribe("chain", hop, manual_options("c" + std::to_string(i), 4)));
     {
         dispatchers<broker> pool(b, 3);
         std::vector<joining_thread> publishers;
@@ -197,8 +190,8 @@ TEST_CASE("reentrancy (threads): callbacks settle deliveries of another queue, i
         d.ack();
     };
     std::vector<subscription> subs;
-    subs.push_back(b.subscribe("decisions", decide, manual("d0", 8)));
-    subs.push_back(b.subscribe("decisions", decide, manual("d1", 8)));
+    subs.push_back(b.subscribe("decisions", decide, manual_options("d0", 8)));
+    subs.push_back(b.subscribe("decisions", decide, manual_options("d1", 8)));
 
     constexpr std::size_t requeues = orders / 3;
     shared_log pulled;
@@ -266,8 +259,8 @@ TEST_CASE("reentrancy (threads): callbacks purge their own queue while others pu
         d.ack(); // the in-flight delivery is not ready, so the purge leaves it
         ++acked;
     };
-    auto s0 = b.subscribe("q", consume, manual("c0", 4));
-    auto s1 = b.subscribe("q", consume, manual("c1", 4));
+    auto s0 = b.subscribe("q", consume, manual_options("c0", 4));
+    auto s1 = b.subscribe("q", consume, manual_options("c1", 4));
     {
         dispatchers<broker> pool(b, 2);
         std::vector<joining_thread> publishers;
@@ -417,7 +410,7 @@ TEST_CASE("reentrancy (threads): callbacks subscribe, end themselves and end oth
     };
     auto spawn = [&] {
         auto s = std::make_shared<slot>();
-        auto sub = b.subscribe("q", worker(s), manual("w" + std::to_string(next_worker++), 2));
+        auto sub = b.subscribe("q", worker(s), manual_options("w" + std::to_string(next_worker++), 2));
         {
             std::lock_guard lock(s->mutex);
             s->sub = std::move(sub);
@@ -447,8 +440,8 @@ TEST_CASE("reentrancy (threads): callbacks subscribe, end themselves and end oth
             taken.release();
         }
     };
-    auto k0 = b.subscribe("q", killer, manual("k0", 2));
-    auto k1 = b.subscribe("q", killer, manual("k1", 2));
+    auto k0 = b.subscribe("q", killer, manual_options("k0", 2));
+    auto k1 = b.subscribe("q", killer, manual_options("k1", 2));
     spawn();
     {
         dispatchers<broker> pool_threads(b, 3);
@@ -507,7 +500,7 @@ TEST_CASE("reentrancy (threads): a callback ending another consumer waits for it
         },
         // Left unsettled: requeued when the callback returns, its consumer gone. Prefetch 1:
         // should the release come late, b is not served "from-b" meanwhile.
-        manual("b", 1));
+        manual_options("b", 1));
     auto sub_a = b.subscribe("a", [&](delivery&) {
         a_entered = true;
         sub_b.reset();

@@ -25,7 +25,9 @@
 #include "support/threads.hpp"
 
 using warren_test::dispatchers;
+using warren_test::id_of;
 using warren_test::joining_thread;
+using warren_test::manual_options;
 using warren_test::to_queue;
 using warren_test::wait_until;
 using namespace std::chrono_literals;
@@ -35,16 +37,6 @@ namespace {
 using broker = warren::concurrent_broker;
 using delivery = broker::delivery;
 using subscription = broker::subscription;
-
-std::size_t id_of(const delivery& d) { return static_cast<std::size_t>(std::stoul(d.body())); }
-
-warren::consumer_options manual(std::string tag, std::uint16_t prefetch) {
-    warren::consumer_options o;
-    o.tag = std::move(tag);
-    o.ack = warren::ack_mode::manual;
-    o.prefetch = prefetch;
-    return o;
-}
 
 /// Publishes ids [first, first + count) to `queue`; returns how many were not routed.
 std::size_t publish_ids(broker& b, const std::string& queue, std::size_t first, std::size_t count) {
@@ -87,7 +79,7 @@ TEST_CASE("shutdown: producers stop, consumers stop, subscriptions end: each mes
                 for (const auto& done : self.batch) self.processed.push_back(id_of(done));
                 self.batch.clear();
             },
-            manual("w" + std::to_string(w), 8)));
+            manual_options("w" + std::to_string(w), 8)));
     }
 
     std::atomic<std::size_t> unroutable{0};
@@ -163,7 +155,7 @@ TEST_CASE("shutdown: ending subscriptions while their callbacks run on other thr
                 d.ack();
                 ++count;
             },
-            manual("c" + std::to_string(i), 4)));
+            manual_options("c" + std::to_string(i), 4)));
     }
     {
         dispatchers<broker> pool(b, 3);
@@ -268,7 +260,7 @@ TEST_CASE("shutdown: a broker destroyed after its threads, with messages queued,
     std::mutex held_mutex;
     std::vector<delivery> held;
     std::atomic<int> cancels{0};
-    warren::consumer_options keeper = manual("keeper", 50);
+    warren::consumer_options keeper = manual_options("keeper", 50);
     keeper.on_cancel = [&] { ++cancels; };
     std::vector<subscription> subs;
     subs.push_back(b->subscribe(

@@ -38,7 +38,7 @@ namespace {
 using namespace std::chrono_literals;
 using ms = std::int64_t;
 constexpr ms never = std::numeric_limits<ms>::max();
-constexpr std::size_t none = static_cast<std::size_t>(-1);
+constexpr std::size_t no_index = static_cast<std::size_t>(-1);
 
 // ---------------------------------------------------------------------------------------
 // The model: RabbitMQ 3.10 classic queues as the documentation and rabbit_amqqueue_process
@@ -518,17 +518,17 @@ private:
 
     std::size_t pick(m_queue& queue) {
         if (queue.config.single_active) {
-            std::size_t active = none;
+            std::size_t active = no_index;
             for (std::size_t i = 0; i < queue.consumers.size(); ++i) {
-                if (active == none || queue.consumers[i].id < queue.consumers[active].id) active = i;
+                if (active == no_index || queue.consumers[i].id < queue.consumers[active].id) active = i;
             }
-            if (active == none) return none;
-            return can_take(queue.consumers[active]) ? active : none;
+            if (active == no_index) return no_index;
+            return can_take(queue.consumers[active]) ? active : no_index;
         }
-        std::size_t best = none;
+        std::size_t best = no_index;
         for (std::size_t i = 0; i < queue.consumers.size(); ++i) {
             if (!can_take(queue.consumers[i])) continue;
-            if (best == none || queue.consumers[i].priority > queue.consumers[best].priority) best = i;
+            if (best == no_index || queue.consumers[i].priority > queue.consumers[best].priority) best = i;
         }
         return best;
     }
@@ -537,9 +537,9 @@ private:
         m_queue& queue = queues[q];
         if (queue.ready == 0 || queue.consumers.empty()) return std::nullopt;
         expire_heads(q);
-        const std::size_t index = queue.ready == 0 ? none : pick(queue);
+        const std::size_t index = queue.ready == 0 ? no_index : pick(queue);
         std::optional<m_delivery> d;
-        if (index != none) {
+        if (index != no_index) {
             m_consumer c = queue.consumers[index];
             queue.consumers.erase(queue.consumers.begin() + static_cast<std::ptrdiff_t>(index));
             d = hand_out(q, take_head(q), c.id, c.manual, c.tag);

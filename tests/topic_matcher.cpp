@@ -47,11 +47,11 @@ bool matches(std::string_view pattern, std::string_view key) {
 }
 
 /// "w1.w2...." from words; no words gives the empty key.
-std::string join(const std::vector<std::string>& words) {
+std::string join(const std::vector<std::string>& parts) {
     std::string key;
-    for (std::size_t i = 0; i < words.size(); ++i) {
+    for (std::size_t i = 0; i < parts.size(); ++i) {
         if (i > 0) key += '.';
-        key += words[i];
+        key += parts[i];
     }
     return key;
 }
@@ -62,9 +62,9 @@ std::vector<std::string> all_keys(const std::vector<std::string>& alphabet, std:
     std::vector<std::vector<std::string>> level{{}};
     for (std::size_t n = 1; n <= max_words; ++n) {
         std::vector<std::vector<std::string>> next;
-        for (const auto& words : level) {
+        for (const auto& prefix : level) {
             for (const auto& w : alphabet) {
-                next.push_back(words);
+                next.push_back(prefix);
                 next.back().push_back(w);
                 keys.push_back(join(next.back()));
             }

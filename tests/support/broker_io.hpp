@@ -20,6 +20,37 @@
 
 namespace warren_test {
 
+/// Shorthand for warren::ack_mode::manual, in try_get calls and consumer options.
+inline constexpr auto manual = warren::ack_mode::manual;
+
+/// Queue options with these arguments and nothing else.
+inline warren::queue_options with_args(warren::field_table arguments) {
+    warren::queue_options options;
+    options.arguments = std::move(arguments);
+    return options;
+}
+
+/// The counters of `queue`, CHECKing on the way that every accepted message is accounted for.
+template <class Broker>
+warren::queue_counters stats(const Broker& b, std::string_view queue) {
+    warren::queue_counters c = b.queue_stats(queue);
+    CHECK(c.accounted());
+    return c;
+}
+
+/// The number a test wrote as a delivery's body.
+template <class Delivery>
+std::size_t id_of(const Delivery& d) {
+    return static_cast<std::size_t>(std::stoul(d.body()));
+}
+
+/// The string value of header `name`, or "" if it is missing or not a string.
+inline std::string header_text(const warren::properties& p, std::string_view name) {
+    const warren::field_value* v = p.headers.find(name);
+    const std::string* s = v == nullptr ? nullptr : v->get_if<std::string>();
+    return s == nullptr ? std::string() : *s;
+}
+
 /// Options of a manual-ack consumer.
 inline warren::consumer_options manual_options(std::string tag = {}, std::uint16_t prefetch = 0) {
     warren::consumer_options o;
