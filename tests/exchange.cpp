@@ -80,7 +80,7 @@ TEST_CASE("exchange: a destination packs its kind and index", "[exchange]") {
     static_assert(none.type() == kind::queue && none.index() == 0);
 }
 
-TEST_CASE("exchange: a destination_list collects in order and clears", "[exchange]") {
+TEST_CASE("exchange: a destination_list collects in order, and only the broker clears it", "[exchange]") {
     using kind = warren::destination::kind;
     warren::destination_list list;
     CHECK(list.empty());
@@ -90,8 +90,9 @@ TEST_CASE("exchange: a destination_list collects in order and clears", "[exchang
     REQUIRE(list.size() == 3);
     CHECK(list[0] == warren::destination(kind::queue, 2));
     CHECK(list[1] == warren::destination(kind::exchange, 1));
-    CHECK(std::vector<warren::destination>(list.begin(), list.end()) == list.storage());
-    list.clear();
+    using access = warren::detail::destination_list_access;
+    CHECK(std::vector<warren::destination>(list.begin(), list.end()) == access::storage(list));
+    access::clear(list);
     CHECK(list.empty());
     CHECK(list.begin() == list.end());
 }

@@ -386,3 +386,14 @@ TEMPLATE_TEST_CASE("field_table: the broker refuses NaN and infinite floats, whi
     CHECK(broker.snapshot().bindings.empty());
     CHECK(broker.message_count("q") == 1);
 }
+
+TEST_CASE("field_table: find_string gives a string field's value, and nothing for a missing or other field",
+          "[field_table]") {
+    const field_table t{{"name", "orders"}, {"count", 3}, {"empty", ""}};
+    REQUIRE(t.find_string("name") != nullptr);
+    CHECK(*t.find_string("name") == "orders");
+    REQUIRE(t.find_string("empty") != nullptr);
+    CHECK(t.find_string("empty")->empty());
+    CHECK(t.find_string("count") == nullptr);   // an integer, not a string
+    CHECK(t.find_string("missing") == nullptr);
+}

@@ -24,14 +24,17 @@
 
 #include "clock.hpp"
 #include "delivery.hpp"
-#include "detail/binding_graph.hpp"
-#include "detail/dead_letter.hpp"
-#include "detail/deferred_release.hpp"
-#include "detail/exchange_model.hpp"
-#include "detail/expiration.hpp"
-#include "detail/message_node.hpp"
-#include "detail/ref_ptr.hpp"
-#include "detail/saturate.hpp"
+#include "detail/broker/declare_rules.hpp"
+#include "detail/broker/exchange_table.hpp"
+#include "detail/broker/queue_table.hpp"
+#include "detail/core/deferred_release.hpp"
+#include "detail/core/ref_ptr.hpp"
+#include "detail/core/saturate.hpp"
+#include "detail/message/expiration.hpp"
+#include "detail/message/message_node.hpp"
+#include "detail/message/x_death.hpp"
+#include "detail/routing/binding_graph.hpp"
+#include "detail/routing/exchange_model.hpp"
 #include "direct_exchange.hpp"
 #include "error.hpp"
 #include "exchange.hpp"
@@ -40,6 +43,7 @@
 #include "fwd.hpp"
 #include "headers_exchange.hpp"
 #include "message.hpp"
+#include "options.hpp"
 #include "policy.hpp"
 #include "publisher.hpp"
 #include "queue.hpp"
@@ -51,70 +55,6 @@
 #include "topology.hpp"
 
 namespace warren {
-namespace detail {
-
-/// The queue arguments RabbitMQ compares when a queue is redeclared (rabbit_amqqueue's
-/// declare arguments); a difference in any other argument is accepted.
-inline constexpr std::string_view queue_equivalence_keys[] = {
-    "x-expires",        "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
-    "x-max-length",     "x-max-length-bytes", "x-max-priority",   "x-overflow",
-    "x-queue-mode",     "x-queue-type",  "x-single-active-consumer", "x-delivery-limit",
-    "x-queue-master-locator", "x-queue-leader-locator", "x-max-age"};
-
-/// The exchange arguments RabbitMQ compares when an exchange is redeclared.
-inline constexpr std::string_view exchange_equivalence_keys[] = {"alternate-exchange"};
-
-/// A field value as RabbitMQ prints it in an inequivalence message.
-inline std::string describe_argument(const field_value* value) {
-    if (value == nullptr) return "none";
-    if (const auto* s = value->get_if<std::string>()) return detail::quoted(*s);
-    if (const auto* i = value->get_if<std::int64_t>()) return detail::quoted(std::to_string(*i));
-    if (const auto* b = value->get_if<bool>()) return detail::quoted(*b ? "true" : "false");
-    if (const auto* d = value->get_if<double>()) return detail::quoted(std::to_string(*d));
-    return "a table or array";
-}
-
-/// Refuses a redeclare whose `received` arguments differ from the `current` ones in one of
-/// `keys`: PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q': received
-/// '10' but current is none.
-template <class Keys>
-void check_equivalent_arguments(const field_table& received, const field_table& current, const Keys& keys,
-                                const std::string& object) {
-    for (std::string_view key : keys) {
-        const field_value* r = received.find(key);
-        const field_value* c = current.find(key);
-        if ((r == nullptr) != (c == nullptr) || (r != nullptr && !(*r == *c))) {
-            raise(reply_code::precondition_failed, "inequivalent arg " + detail::quoted(key) + " for " + object +
-                                                       ": received " + describe_argument(r) + " but current is " +
-                                                       describe_argument(c));
-        }
-    }
-}
-
-} // namespace detail
-
-/// How an exchange is declared. Redeclaring an exchange with different options is refused.
-struct exchange_options {
-    /// Accepted for compatibility with RabbitMQ topologies; one process keeps nothing on disk.
-    bool durable = false;
-    /// Deleted when its last binding (as a source) goes away, once it has had one.
-    bool auto_delete = false;
-    /// Only other exchanges may publish to it: publishing directly is access_refused (403).
-    bool internal = false;
-    /// Exchange arguments; kept and compared on redeclare.
-    field_table arguments{};
-
-    friend bool operator==(const exchange_options&, const exchange_options&) = default;
-};
-
-/// Conditions for delete_queue, as AMQP queue.delete has them.
-struct queue_delete_options {
-    /// Refuse (precondition_failed) if the queue has consumers.
-    bool if_unused = false;
-    /// Refuse (precondition_failed) if the queue has ready messages.
-    bool if_empty = false;
-};
-
 /// A mandatory message that no queue took, handed back to the return handler.
 template <class Message>
 struct basic_returned_message {
@@ -383,50 +323,15 @@ public:
 private:
     friend publisher;
     friend subscription;
+    using exchange_node = detail::exchange_node<Policy>;
 
-public:
-    /// An exchange as the broker keeps it. Not for applications: use names or a publisher.
-    struct exchange_node : detail::ref_counted<Policy> {
-        std::string name;
-        std::string type;
-        exchange_options options;
-        std::unique_ptr<detail::exchange_base> impl; // null for the default exchange
-        std::string alternate;                        // alternate-exchange argument, or empty
-        detail::ref_ptr<detail::shared_text<Policy>> shared_name; // carried by its messages
-        std::uint32_t index = 0;
-        bool deleted = false;
-        bool had_binding = false;
-        std::size_t binding_count = 0;    // bindings from it
-        std::size_t exchange_targets = 0; // of those, to other exchanges
-        // Counters; relaxed atomics under multi_threaded, plain integers otherwise.
-        typename Policy::template atomic<std::uint64_t> published{0};
-        typename Policy::template atomic<std::uint64_t> unroutable{0};
-        typename Policy::template atomic<std::uint64_t> returned{0};
-        typename Policy::template atomic<std::uint64_t> nacked{0};
-    };
-
-private:
-    /// The queues in declaration order, for dispatch() and expire() to walk without the
-    /// topology lock: they take a reference to it. A deleted queue leaves a null entry
-    /// until they are a third or more, then the list is compacted. Changed in place while
-    /// nothing else holds it, copied first otherwise (a dispatch in progress keeps walking
-    /// the list it took), so declaring and deleting cost O(1) amortised.
-    struct queue_list : detail::ref_counted<Policy> {
-        std::vector<detail::ref_ptr<queue_type>> queues;
-        std::size_t deleted = 0; // null entries
-    };
-    using exchange_factory = std::unique_ptr<detail::exchange_base> (*)();
+    using queue_table = detail::queue_table<queue_type, Policy>;
+    using queue_list = typename queue_table::walk_list;
     using node_type = detail::message_node<Message, Policy>;
     using shared_lock = std::shared_lock<typename Policy::shared_mutex>;
     using unique_lock = std::unique_lock<typename Policy::shared_mutex>;
     using ended_consumers = typename queue_type::ended_consumers;
 
-    struct transparent_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-    };
-    template <class T>
-    using name_map = std::unordered_map<std::string, T, transparent_hash, std::equal_to<>>;
 
     using dead_letters = typename queue_type::dead_letters;
     /// A dead letter and the queue it comes from, waiting to be routed.
@@ -447,12 +352,12 @@ private:
     /// it, so a message is moved once on its way into the queue.)
     confirmation publish_named(std::string_view exchange, Message& msg, publish_options options);
     confirmation publish_to(exchange_node& exchange, Message& msg, publish_options options);
-    /// Routes and enqueues; an unroutable message stays in `msg` for the caller to return.
+    /// Routes and pushes into the queues routed to; an unroutable message stays in `msg` for the caller to return.
     /// The stored message goes to `stored`, which the caller keeps until its lock is released.
-    confirmation publish_locked(exchange_node& exchange, Message& msg, detail::ref_ptr<node_type>& stored);
+    confirmation route_and_push(exchange_node& exchange, Message& msg, detail::ref_ptr<node_type>& stored);
     confirmation finish_publish(confirmation outcome, exchange_node& exchange, Message& msg, publish_options options);
     /// Pushes `node` into the queues in `targets`; dead letters this causes join `work`.
-    void enqueue(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
+    void push_to_queues(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
                  confirmation& outcome, std::vector<pending_dead_letter>& work, const field_table* cycle_check,
                  std::uint32_t hops = 0);
     /// Routes dead letters (and those they cause in turn) through their dead-letter
@@ -479,6 +384,12 @@ private:
     void report(std::exception_ptr failure, const std::string& queue, const std::string& consumer_tag,
                 std::uint64_t delivery_tag);
 
+    /// Binds (`add`) or unbinds what `target()` names, under the topology lock, to exchange
+    /// `source`: the checks and lookups of the four bind and unbind members, in RabbitMQ's
+    /// order.
+    template <class Target>
+    void change_binding(bool add, std::string_view source, bool names_default_exchange, Target&& target,
+                        std::string_view key, const field_table& arguments);
     void add_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
     void remove_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
     /// The binding's exchange forgets it; it is already out of the graph.
@@ -489,30 +400,19 @@ private:
     /// Removes a closed queue from the broker's tables; its reference is deferred.
     void remove_queue_locked(std::uint32_t index);
     void maybe_auto_delete(exchange_node& exchange);
-    /// The queue list, uniquely held so that it may be changed in place.
-    queue_list& writable_queue_list();
 
-    [[nodiscard]] exchange_node& find_exchange(std::string_view name) const;
-    [[nodiscard]] std::uint32_t find_queue_index(std::string_view name) const;
     [[nodiscard]] detail::ref_ptr<queue_type> find_queue_ref(std::string_view name) const;
-    void add_exchange(std::string_view name, std::string_view type, const exchange_options& options);
+    void add_exchange(std::string_view name, std::string_view type, const exchange_options& options) {
+        (void)exchanges_.add(name, type, options, routing_cache_capacity_);
+    }
     [[nodiscard]] std::string generate_name(std::string_view prefix, std::uint64_t serial) const;
 
-    template <class T>
-    static std::uint32_t take_slot(std::vector<T>& slots, std::vector<std::uint32_t>& free_list);
 
     const clock* clock_;
     mutable typename Policy::shared_mutex topology_;
-    std::map<std::string, exchange_factory, std::less<>> exchange_types_;
-    name_map<std::uint32_t> exchange_by_name_;
-    name_map<std::uint32_t> queue_by_name_;
-    std::vector<detail::ref_ptr<exchange_node>> exchanges_; // by index; empty when free
-    std::vector<std::uint32_t> free_exchanges_;
-    std::vector<detail::ref_ptr<queue_type>> queues_; // by index; empty when free
-    std::vector<std::size_t> list_position_;          // by index: where the queue is in dispatch_list_
-    std::vector<std::uint32_t> free_queues_;
+    detail::exchange_table<Policy> exchanges_;
+    queue_table queues_;
     detail::binding_graph bindings_;
-    detail::ref_ptr<queue_list> dispatch_list_;
     // Copied under the lock as one reference, called without it; the replaced ones are
     // destroyed after it is released.
     std::shared_ptr<const error_handler> error_handler_;
@@ -535,7 +435,7 @@ private:
 
 template <message_type Message, threading_policy Policy>
 basic_broker<Message, Policy>::basic_broker(const clock& time)
-    : clock_(&time), dispatch_list_(detail::make_ref<queue_list>()), name_seed_(std::random_device{}()) {
+    : clock_(&time), name_seed_(std::random_device{}()) {
     register_exchange_type<direct_exchange>();
     register_exchange_type<fanout_exchange>();
     register_exchange_type<topic_exchange>();
@@ -559,39 +459,19 @@ basic_broker<Message, Policy>::~basic_broker() {
     std::vector<ended_consumers> ended;
     // Closed queues refuse pushes and gets, so subscriptions and deliveries that outlive
     // the broker stay harmless.
-    for (auto& queue : queues_) {
-        if (!queue) continue;
+    for (const auto& queue : queues_.list().queues) {
+        if (!queue) continue; // deleted
         ended.push_back(queue->close()); // no basic.cancel: the broker itself goes away
         queue->detach_host();            // waits for a hand-over of dead letters in progress
     }
-    for (auto& exchange : exchanges_) {
-        if (exchange) exchange->deleted = true;
-    }
+    exchanges_.for_each([](exchange_node& x) { x.deleted = true; });
 }
 
 template <message_type Message, threading_policy Policy>
 template <exchange_type E>
 void basic_broker<Message, Policy>::register_exchange_type() {
     unique_lock lock(topology_);
-    const std::string_view type = E::type_name;
-    if (exchange_types_.contains(type)) {
-        detail::raise(reply_code::precondition_failed, "exchange type " + detail::quoted(type) + " is already registered");
-    }
-    exchange_types_.emplace(std::string(type), +[]() -> std::unique_ptr<detail::exchange_base> {
-        return std::make_unique<detail::exchange_model<E>>();
-    });
-}
-
-template <message_type Message, threading_policy Policy>
-template <class T>
-std::uint32_t basic_broker<Message, Policy>::take_slot(std::vector<T>& slots, std::vector<std::uint32_t>& free_list) {
-    if (!free_list.empty()) {
-        const std::uint32_t index = free_list.back();
-        free_list.pop_back();
-        return index;
-    }
-    slots.emplace_back();
-    return static_cast<std::uint32_t>(slots.size() - 1);
+    exchanges_.template register_type<E>();
 }
 
 template <message_type Message, threading_policy Policy>
@@ -623,99 +503,42 @@ std::string basic_broker<Message, Policy>::generate_name(std::string_view prefix
 // exchanges
 
 template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::add_exchange(std::string_view name, std::string_view type,
-                                                 const exchange_options& options) {
-    auto factory = exchange_types_.find(type);
-    auto node = detail::make_ref<exchange_node>();
-    node->name = std::string(name);
-    node->type = std::string(type);
-    node->shared_name = detail::make_ref<detail::shared_text<Policy>>(node->name);
-    node->options = options;
-    if (!name.empty()) {
-        node->impl = factory->second();
-        node->impl->set_cache_capacity(routing_cache_capacity_);
-    }
-    if (const field_value* alternate = options.arguments.find("alternate-exchange")) {
-        node->alternate = *alternate->get_if<std::string>();
-    }
-    node->index = take_slot(exchanges_, free_exchanges_);
-    exchanges_[node->index] = node;
-    exchange_by_name_.emplace(node->name, node->index);
-}
-
-template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::declare_exchange(std::string_view name, std::string_view type,
                                                      const exchange_options& options) {
     detail::check_length(name, "exchange name");
     detail::validate_table(options.arguments, "exchange arguments");
     unique_lock lock(topology_);
     // RabbitMQ checks the type first, even for an exchange that exists.
-    if (!exchange_types_.contains(type)) {
+    if (!exchanges_.has_type(type)) {
         detail::raise(reply_code::command_invalid, "unknown exchange type " + detail::quoted(type));
     }
-    if (name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    if (auto it = exchange_by_name_.find(name); it != exchange_by_name_.end()) {
-        const exchange_node& existing = *exchanges_[it->second];
-        auto inequivalent = [&](std::string_view arg, std::string_view received, std::string_view current) {
-            detail::raise(reply_code::precondition_failed,
-                          "inequivalent arg " + detail::quoted(arg) + " for exchange " + detail::quoted(name) +
-                              ": received " + detail::quoted(received) + " but current is " + detail::quoted(current));
-        };
-        auto text = [](bool b) { return b ? "true" : "false"; };
-        if (existing.type != type) inequivalent("type", type, existing.type);
-        if (existing.options.durable != options.durable) inequivalent("durable", text(options.durable), text(existing.options.durable));
-        if (existing.options.auto_delete != options.auto_delete) {
-            inequivalent("auto_delete", text(options.auto_delete), text(existing.options.auto_delete));
-        }
-        if (existing.options.internal != options.internal) inequivalent("internal", text(options.internal), text(existing.options.internal));
-        // RabbitMQ compares only the arguments that change behaviour; for exchanges that
-        // is alternate-exchange. Other differences are accepted, as there.
-        detail::check_equivalent_arguments(options.arguments, existing.options.arguments, detail::exchange_equivalence_keys,
-                                           "exchange " + detail::quoted(name));
+    detail::check_not_default_exchange(name);
+    if (const exchange_node* existing = exchanges_.find(name)) {
+        detail::check_exchange_equivalent(name, type, options, existing->type, existing->options);
         return;
     }
-    if (name.starts_with("amq.")) {
-        detail::raise(reply_code::access_refused,
-                      "exchange name " + detail::quoted(name) + " contains reserved prefix 'amq.*'");
-    }
-    if (const field_value* alternate = options.arguments.find("alternate-exchange")) {
-        if (alternate->get_if<std::string>() == nullptr) {
-            detail::raise(reply_code::precondition_failed, "invalid arg 'alternate-exchange' for exchange " +
-                                                               detail::quoted(name) + ": expected a string");
-        }
-    }
+    detail::check_not_reserved(name, "exchange");
+    detail::check_new_exchange_options(name, options);
     add_exchange(name, type, options);
 }
 
 template <message_type Message, threading_policy Policy>
 bool basic_broker<Message, Policy>::has_exchange(std::string_view name) const {
     shared_lock lock(topology_);
-    return exchange_by_name_.contains(name);
-}
-
-template <message_type Message, threading_policy Policy>
-auto basic_broker<Message, Policy>::find_exchange(std::string_view name) const -> exchange_node& {
-    auto it = exchange_by_name_.find(name);
-    if (it == exchange_by_name_.end()) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(name));
-    return *exchanges_[it->second];
+    return exchanges_.find(name) != nullptr;
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::delete_exchange(std::string_view name, bool if_unused) {
-    // RabbitMQ's words for both refusals.
-    if (name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    if (name.starts_with("amq.")) {
-        detail::raise(reply_code::access_refused, "deletion of system exchange " + detail::quoted(name) + " not allowed");
-    }
+    detail::check_exchange_deletable(name);
     const detail::deferred_release::scope releases_after_unlock; // the exchange type, user code
     unique_lock lock(topology_);
-    auto it = exchange_by_name_.find(name);
-    if (it == exchange_by_name_.end()) return;
-    exchange_node& exchange = *exchanges_[it->second];
-    if (if_unused && exchange.binding_count > 0) {
+    exchange_node* exchange = exchanges_.find(name);
+    if (exchange == nullptr) return;
+    if (if_unused && exchange->binding_count > 0) {
         detail::raise(reply_code::precondition_failed, "exchange " + detail::quoted(name) + " in use");
     }
-    delete_exchange_locked(exchange);
+    delete_exchange_locked(*exchange);
 }
 
 template <message_type Message, threading_policy Policy>
@@ -723,20 +546,14 @@ void basic_broker<Message, Policy>::delete_exchange_locked(exchange_node& exchan
     const destination self(destination::kind::exchange, exchange.index);
     drop_outgoing(exchange);
     drop_incoming(self);
-    exchange.deleted = true;
-    exchange_by_name_.erase(exchange_by_name_.find(std::string_view(exchange.name)));
-    const std::uint32_t index = exchange.index;
     // Publishers may keep the node alive, marked deleted; else it goes once the lock is
     // released, with its exchange type (user code).
-    detail::deferred_release::defer(std::move(exchanges_[index]));
-    free_exchanges_.push_back(index);
+    detail::deferred_release::defer(exchanges_.remove(exchange));
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::maybe_auto_delete(exchange_node& exchange) {
-    if (exchange.options.auto_delete && exchange.had_binding && exchange.binding_count == 0 && !exchange.deleted) {
-        delete_exchange_locked(exchange);
-    }
+    if (exchange.unused_auto_delete()) delete_exchange_locked(exchange);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -757,89 +574,31 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
     const detail::deferred_release::scope releases_after_unlock; // a queue list a dispatch let go of
     unique_lock lock(topology_);
     if (!name.empty()) {
-        if (auto it = queue_by_name_.find(name); it != queue_by_name_.end()) {
-            const queue_options& current = queues_[it->second]->options();
-            auto check = [&](std::string_view arg, bool received, bool existing) {
-                if (received == existing) return;
-                detail::raise(reply_code::precondition_failed,
-                              "inequivalent arg " + detail::quoted(arg) + " for queue " + detail::quoted(name) +
-                                  ": received '" + (received ? "true" : "false") + "' but current is '" +
-                                  (existing ? "true" : "false") + "'");
-            };
-            check("durable", options.durable, current.durable);
-            check("exclusive", options.exclusive, current.exclusive);
-            check("auto_delete", options.auto_delete, current.auto_delete);
-            // A classic queue need not carry x-queue-type: none and 'classic' are one
-            // (RabbitMQ's rabbit_amqqueue, rabbitmq-common#341).
-            auto classic = [](const field_table& args) {
-                const field_value* type = args.find("x-queue-type");
-                return type == nullptr || (type->get_if<std::string>() != nullptr && *type->get_if<std::string>() == "classic");
-            };
-            if (classic(options.arguments) && classic(current.arguments)) {
-                field_table received = options.arguments;
-                field_table existing = current.arguments;
-                received.erase("x-queue-type");
-                existing.erase("x-queue-type");
-                detail::check_equivalent_arguments(received, existing, detail::queue_equivalence_keys,
-                                                   "queue " + detail::quoted(name));
-            } else {
-                detail::check_equivalent_arguments(options.arguments, current.arguments, detail::queue_equivalence_keys,
-                                                   "queue " + detail::quoted(name));
-            }
-            queues_[it->second]->touch(); // a redeclare is a use, for x-expires
+        if (const auto index = queues_.find(name)) {
+            queue_type& existing = *queues_.slot(*index);
+            detail::check_queue_equivalent(name, options, existing.options());
+            existing.touch(); // a redeclare is a use, for x-expires
             return std::string(name);
         }
-        if (name.starts_with("amq.")) {
-            detail::raise(reply_code::access_refused,
-                          "queue name " + detail::quoted(name) + " contains reserved prefix 'amq.*'");
-        }
+        detail::check_not_reserved(name, "queue");
     }
     std::string actual(name);
-    while (actual.empty() || queue_by_name_.contains(actual)) actual = generate_name("amq.gen-", 2 * ++name_counter_);
-    auto queue = detail::make_ref<queue_type>(actual, options, *clock_, static_cast<typename queue_type::host*>(this));
-    queue_list& list = writable_queue_list();
-    const std::uint32_t index = take_slot(queues_, free_queues_);
-    queues_[index] = queue;
-    if (list_position_.size() < queues_.size()) list_position_.resize(queues_.size());
-    list_position_[index] = list.queues.size();
+    while (actual.empty() || queues_.contains(actual)) actual = generate_name("amq.gen-", 2 * ++name_counter_);
+    (void)queues_.add(detail::make_ref<queue_type>(actual, options, *clock_, static_cast<typename queue_type::host*>(this)));
     if (parsed.message_ttl || parsed.expires) timed_queues_.fetch_add(1, std::memory_order_relaxed);
-    queue_by_name_.emplace(actual, index);
-    list.queues.push_back(std::move(queue));
     return actual;
-}
-
-template <message_type Message, threading_policy Policy>
-auto basic_broker<Message, Policy>::writable_queue_list() -> queue_list& {
-    // Nothing else can take a reference meanwhile: they take it under the topology lock,
-    // which the caller holds exclusively.
-    if (!dispatch_list_->unique()) {
-        auto copy = detail::make_ref<queue_list>();
-        copy->queues.reserve(dispatch_list_->queues.size() + 1);
-        copy->queues = dispatch_list_->queues; // deleted entries too: positions stay
-        copy->deleted = dispatch_list_->deleted;
-        std::swap(copy, dispatch_list_);
-        detail::deferred_release::defer(std::move(copy)); // a dispatch in progress holds it
-    }
-    return *dispatch_list_;
 }
 
 template <message_type Message, threading_policy Policy>
 bool basic_broker<Message, Policy>::has_queue(std::string_view name) const {
     shared_lock lock(topology_);
-    return queue_by_name_.contains(name);
-}
-
-template <message_type Message, threading_policy Policy>
-std::uint32_t basic_broker<Message, Policy>::find_queue_index(std::string_view name) const {
-    auto it = queue_by_name_.find(name);
-    if (it == queue_by_name_.end()) detail::raise(reply_code::not_found, "no queue " + detail::quoted(name));
-    return it->second;
+    return queues_.contains(name);
 }
 
 template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::find_queue_ref(std::string_view name) const -> detail::ref_ptr<queue_type> {
     shared_lock lock(topology_);
-    return queues_[find_queue_index(name)];
+    return queues_.slot(queues_.index_of(name));
 }
 
 template <message_type Message, threading_policy Policy>
@@ -853,7 +612,7 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
         detail::ref_ptr<queue_type> queue;
         {
             shared_lock lock(topology_);
-            if (auto it = queue_by_name_.find(name); it != queue_by_name_.end()) queue = queues_[it->second];
+            if (const auto index = queues_.find(name)) queue = queues_.slot(*index);
         }
         if (queue) queue->expire();
     }
@@ -862,9 +621,9 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
     std::string queue_name;
     {
         unique_lock lock(topology_);
-        auto it = queue_by_name_.find(name);
-        if (it == queue_by_name_.end()) return 0;
-        queue_type& queue = *queues_[it->second];
+        const auto index = queues_.find(name);
+        if (!index) return 0;
+        queue_type& queue = *queues_.slot(*index);
         if (options.if_unused && queue.consumer_count() > 0) {
             detail::raise(reply_code::precondition_failed, "queue " + detail::quoted(name) + " in use");
         }
@@ -875,7 +634,7 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
         // without the topology lock until then.
         queue_name = queue.name();
         ended = queue.close(&dropped);
-        remove_queue_locked(it->second);
+        remove_queue_locked(*index);
     }
     notify_cancelled(queue_name, ended); // AMQP's basic.cancel, outside the lock
     return dropped;
@@ -883,34 +642,13 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::remove_queue_locked(std::uint32_t index) {
-    detail::ref_ptr<queue_type> queue = std::move(queues_[index]);
-    const queue_arguments& args = queue->arguments();
+    const queue_arguments& args = queues_.slot(index)->arguments();
     if (args.message_ttl || args.expires) timed_queues_.fetch_sub(1, std::memory_order_relaxed);
     drop_incoming(destination(destination::kind::queue, index));
-    free_queues_.push_back(index);
-    queue_by_name_.erase(queue_by_name_.find(std::string_view(queue->name())));
-    queue_list& list = writable_queue_list();
-    detail::ref_ptr<queue_type>& entry = list.queues[list_position_[index]];
-    WARREN_ASSERT(entry == queue, "the queue list is out of step with the queue table");
-    detail::deferred_release::defer(std::move(entry)); // null now: skipped by walkers
-    ++list.deleted;
-    if (list.deleted * 3 >= list.queues.size()) {
-        // Compact, keeping where dispatch() goes on: the cursor counts live queues before it.
-        const std::size_t cursor = dispatch_cursor_.load(std::memory_order_relaxed);
-        std::size_t live_before_cursor = 0;
-        std::size_t kept = 0;
-        for (std::size_t i = 0; i < list.queues.size(); ++i) {
-            if (!list.queues[i]) continue;
-            if (i < cursor) ++live_before_cursor;
-            list_position_[queue_by_name_.find(std::string_view(list.queues[i]->name()))->second] = kept;
-            list.queues[kept++] = std::move(list.queues[i]);
-        }
-        list.queues.resize(kept);
-        if (list.queues.size() * 4 < list.queues.capacity()) list.queues.shrink_to_fit();
-        list.deleted = 0;
-        dispatch_cursor_.store(live_before_cursor, std::memory_order_relaxed);
-    }
-    detail::deferred_release::defer(std::move(queue));
+    const std::size_t cursor = dispatch_cursor_.load(std::memory_order_relaxed);
+    std::size_t moved = cursor;
+    detail::deferred_release::defer(queues_.remove(index, moved));
+    if (moved != cursor) dispatch_cursor_.store(moved, std::memory_order_relaxed); // the list was compacted
 }
 
 template <message_type Message, threading_policy Policy>
@@ -945,58 +683,57 @@ std::size_t basic_broker<Message, Policy>::purge_queue(std::string_view name) {
 // bindings
 
 template <message_type Message, threading_policy Policy>
+template <class Target>
+void basic_broker<Message, Policy>::change_binding(bool add, std::string_view source, bool names_default_exchange,
+                                                   Target&& target, std::string_view key, const field_table& arguments) {
+    // RabbitMQ's order: the key and arguments, the default exchange, then the names, the
+    // source first.
+    if (add) {
+        detail::check_length(key, "binding key");
+        detail::validate_table(arguments, "binding arguments");
+    }
+    if (names_default_exchange) detail::refuse_default_exchange();
+    const detail::deferred_release::scope releases_after_unlock; // an auto-deleted exchange
+    unique_lock lock(topology_);
+    exchange_node& from = exchanges_.get(source);
+    const destination to = target();
+    if (add) add_binding(to, from, key, arguments);
+    else remove_binding(to, from, key, arguments);
+}
+
+template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::bind_queue(std::string_view queue, std::string_view exchange,
                                                std::string_view binding_key, const field_table& arguments) {
-    detail::check_length(binding_key, "binding key");
-    detail::validate_table(arguments, "binding arguments");
-    // RabbitMQ refuses the default exchange before it looks any name up.
-    if (exchange.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    unique_lock lock(topology_);
-    exchange_node& source = find_exchange(exchange); // RabbitMQ reports a missing exchange first
-    add_binding(destination(destination::kind::queue, find_queue_index(queue)), source, binding_key, arguments);
+    change_binding(true, exchange, exchange.empty(), [&] { return destination(destination::kind::queue, queues_.index_of(queue)); },
+                   binding_key, arguments);
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::unbind_queue(std::string_view queue, std::string_view exchange,
                                                  std::string_view binding_key, const field_table& arguments) {
-    if (exchange.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    const detail::deferred_release::scope releases_after_unlock; // an auto-deleted exchange
-    unique_lock lock(topology_);
-    exchange_node& source = find_exchange(exchange);
-    remove_binding(destination(destination::kind::queue, find_queue_index(queue)), source, binding_key, arguments);
+    change_binding(false, exchange, exchange.empty(), [&] { return destination(destination::kind::queue, queues_.index_of(queue)); },
+                   binding_key, arguments);
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::bind_exchange(std::string_view destination_name, std::string_view source,
                                                   std::string_view binding_key, const field_table& arguments) {
-    detail::check_length(binding_key, "binding key");
-    detail::validate_table(arguments, "binding arguments");
-    if (source.empty() || destination_name.empty()) {
-        detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    }
-    unique_lock lock(topology_);
-    exchange_node& from = find_exchange(source); // RabbitMQ reports a missing source first
-    const exchange_node& target = find_exchange(destination_name);
-    add_binding(destination(destination::kind::exchange, target.index), from, binding_key, arguments);
+    change_binding(true, source, source.empty() || destination_name.empty(),
+                   [&] { return destination(destination::kind::exchange, exchanges_.get(destination_name).index); },
+                   binding_key, arguments);
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::unbind_exchange(std::string_view destination_name, std::string_view source,
                                                     std::string_view binding_key, const field_table& arguments) {
-    if (source.empty() || destination_name.empty()) {
-        detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
-    }
-    const detail::deferred_release::scope releases_after_unlock; // an auto-deleted exchange
-    unique_lock lock(topology_);
-    exchange_node& from = find_exchange(source); // RabbitMQ reports a missing source first
-    const exchange_node& target = find_exchange(destination_name);
-    remove_binding(destination(destination::kind::exchange, target.index), from, binding_key, arguments);
+    change_binding(false, source, source.empty() || destination_name.empty(),
+                   [&] { return destination(destination::kind::exchange, exchanges_.get(destination_name).index); },
+                   binding_key, arguments);
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::add_binding(destination target, exchange_node& source, std::string_view key,
                                                 const field_table& args) {
-    if (source.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     detail::binding b{source.index, target, std::string(key), args};
     if (bindings_.contains(b)) return; // the same binding: nothing to do
     // The exchange may refuse the arguments; nothing has changed yet, and if recording the
@@ -1023,7 +760,6 @@ void basic_broker<Message, Policy>::forget_binding(exchange_node& source, const 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::remove_binding(destination target, exchange_node& source, std::string_view key,
                                                    const field_table& args) {
-    if (source.name.empty()) detail::raise(reply_code::access_refused, "operation not permitted on the default exchange");
     const detail::binding b{source.index, target, std::string(key), args};
     if (!bindings_.remove(b)) return; // removing one that does not exist does nothing
     forget_binding(source, b);
@@ -1033,7 +769,7 @@ void basic_broker<Message, Policy>::remove_binding(destination target, exchange_
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::drop_incoming(destination target) {
     for (const detail::binding& b : bindings_.take_to(target)) {
-        const detail::ref_ptr<exchange_node>& source = exchanges_[b.source];
+        const detail::ref_ptr<exchange_node>& source = exchanges_.slot(b.source);
         if (!source) continue;
         forget_binding(*source, b);
         maybe_auto_delete(*source);
@@ -1056,17 +792,15 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
                                           std::vector<destination>& out) const {
     out.clear();
     if (exchange.name.empty()) { // the default exchange: the queue named by the key
-        if (auto it = queue_by_name_.find(view.routing_key); it != queue_by_name_.end()) {
-            out.push_back(destination(destination::kind::queue, it->second));
-        }
+        if (const auto index = queues_.find(view.routing_key)) out.push_back(destination(destination::kind::queue, *index));
         return;
     }
     thread_local destination_list found;
-    found.clear();
+    detail::destination_list_access::clear(found);
     if (exchange.exchange_targets == 0 && exchange.alternate.empty()) {
         // Bound to queues only: one exchange's own route is the answer.
         exchange.impl->route(view, found);
-        out = found.storage();
+        out = detail::destination_list_access::storage(found);
         one_copy_per_queue(out);
         return;
     }
@@ -1077,28 +811,26 @@ void basic_broker<Message, Policy>::route(const exchange_node& exchange, const r
     thread_local std::vector<std::uint32_t> pending;
     seen.assign(1, exchange.index);
     pending.assign(1, exchange.index);
-    auto enqueue = [](std::uint32_t index) {
+    auto visit_once = [](std::uint32_t index) {
         if (std::find(seen.begin(), seen.end(), index) != seen.end()) return;
         seen.push_back(index);
         pending.push_back(index);
     };
     while (!pending.empty()) {
-        const exchange_node& x = *exchanges_[pending.back()];
+        const exchange_node& x = *exchanges_.slot(pending.back());
         pending.pop_back();
         const std::size_t before = found.size();
         x.impl->route(view, found);
         if (found.size() == before) {
             if (!x.alternate.empty()) {
-                if (auto it = exchange_by_name_.find(std::string_view(x.alternate)); it != exchange_by_name_.end()) {
-                    enqueue(it->second);
-                }
+                if (const exchange_node* alternate = exchanges_.find(x.alternate)) visit_once(alternate->index);
             }
             continue;
         }
         for (std::size_t i = before; i < found.size(); ++i) {
             const destination d = found[i];
             if (d.type() == destination::kind::queue) out.push_back(d);
-            else enqueue(d.index());
+            else visit_once(d.index());
         }
     }
     one_copy_per_queue(out);
@@ -1115,8 +847,8 @@ confirmation basic_broker<Message, Policy>::publish_named(std::string_view excha
     confirmation outcome;
     {
         shared_lock lock(topology_);
-        node = exchanges_[find_exchange(exchange).index];
-        outcome = publish_locked(*node, msg, stored);
+        node = exchanges_.slot(exchanges_.get(exchange).index);
+        outcome = route_and_push(*node, msg, stored);
     }
     return finish_publish(outcome, *node, msg, options);
 }
@@ -1129,7 +861,7 @@ confirmation basic_broker<Message, Policy>::publish_to(exchange_node& exchange, 
     {
         shared_lock lock(topology_);
         if (exchange.deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange.name));
-        outcome = publish_locked(exchange, msg, stored);
+        outcome = route_and_push(exchange, msg, stored);
     }
     return finish_publish(outcome, exchange, msg, options);
 }
@@ -1158,9 +890,9 @@ void basic_broker<Message, Policy>::set_routing_cache_capacity(std::size_t entri
     requires(!Policy::thread_safe)
 {
     routing_cache_capacity_ = entries;
-    for (auto& exchange : exchanges_) {
-        if (exchange && exchange->impl) exchange->impl->set_cache_capacity(entries);
-    }
+    exchanges_.for_each([&](exchange_node& x) {
+        if (x.impl) x.impl->set_cache_capacity(entries);
+    });
 }
 
 template <message_type Message, threading_policy Policy>
@@ -1173,8 +905,8 @@ void basic_broker<Message, Policy>::set_return_handler(return_handler handler) {
 }
 
 template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchange, Message& msg,
-                                                          detail::ref_ptr<node_type>& stored) {
+confirmation basic_broker<Message, Policy>::route_and_push(exchange_node& exchange, Message& msg,
+                                                           detail::ref_ptr<node_type>& stored) {
     detail::check_length(msg.routing_key, "routing key");
     detail::validate_table(msg.properties.headers, "message headers");
     if (exchange.options.internal) {
@@ -1198,7 +930,7 @@ confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchan
     stored = detail::make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
     thread_local std::vector<pending_dead_letter> work;
     work.clear();
-    enqueue(stored, targets, outcome, work, nullptr);
+    push_to_queues(stored, targets, outcome, work, nullptr);
     if (outcome.refused > 0) {
         outcome.ack = false;
         exchange.nacked.fetch_add(1, std::memory_order_relaxed);
@@ -1208,12 +940,13 @@ confirmation basic_broker<Message, Policy>::publish_locked(exchange_node& exchan
 }
 
 template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::enqueue(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
-                                            confirmation& outcome, std::vector<pending_dead_letter>& work,
-                                            const field_table* cycle_check, std::uint32_t hops) {
+void basic_broker<Message, Policy>::push_to_queues(const detail::ref_ptr<node_type>& node,
+                                                   const std::vector<destination>& targets, confirmation& outcome,
+                                                   std::vector<pending_dead_letter>& work, const field_table* cycle_check,
+                                                   std::uint32_t hops) {
     thread_local dead_letters dead;
     for (const destination d : targets) {
-        const detail::ref_ptr<queue_type>& queue = queues_[d.index()];
+        const detail::ref_ptr<queue_type>& queue = queues_.slot(d.index());
         if (cycle_check != nullptr && detail::is_dead_letter_cycle(*cycle_check, queue->name())) {
             // A fully automatic dead-letter cycle: RabbitMQ drops the message for this queue.
             dead_letter_cycles_.fetch_add(1, std::memory_order_relaxed);
@@ -1254,12 +987,12 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
                 continue;
             }
             const queue_arguments& args = letter.from->arguments();
-            auto found = exchange_by_name_.find(std::string_view(*args.dead_letter_exchange));
-            if (found == exchange_by_name_.end()) {
+            exchange_node* found = exchanges_.find(*args.dead_letter_exchange);
+            if (found == nullptr) {
                 dead_letters_without_exchange_.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            exchange_node& dlx = *exchanges_[found->second];
+            exchange_node& dlx = *found;
             // rabbit_dead_letter:make_msg: x-death, the dead-letter routing key, no expiration.
             const Message& original = letter.message->message;
             Message copy = original;
@@ -1281,7 +1014,7 @@ void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_
                 dlx.unroutable.fetch_add(1, std::memory_order_relaxed);
             } else {
                 confirmation ignored;
-                enqueue(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
+                push_to_queues(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
             }
             detail::deferred_release::defer(std::move(node));
         }
@@ -1306,42 +1039,28 @@ void basic_broker<Message, Policy>::dead_letter(queue_type& from, dead_letters& 
 template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::exchange_stats(std::string_view name) const -> exchange_counters {
     shared_lock lock(topology_);
-    const exchange_node& x = find_exchange(name);
-    exchange_counters c;
-    c.published = x.published.load(std::memory_order_relaxed);
-    c.unroutable = x.unroutable.load(std::memory_order_relaxed);
-    c.routed = c.published - c.unroutable;
-    c.returned = x.returned.load(std::memory_order_relaxed);
-    c.nacked = x.nacked.load(std::memory_order_relaxed);
-    return c;
+    return exchanges_.get(name).counters();
 }
 
 template <message_type Message, threading_policy Policy>
 topology_snapshot basic_broker<Message, Policy>::snapshot() const {
     shared_lock lock(topology_);
     topology_snapshot out;
-    for (const auto& x : exchanges_) {
-        if (!x) continue;
-        exchange_counters counters;
-        counters.published = x->published.load(std::memory_order_relaxed);
-        counters.unroutable = x->unroutable.load(std::memory_order_relaxed);
-        counters.routed = counters.published - counters.unroutable;
-        counters.returned = x->returned.load(std::memory_order_relaxed);
-        counters.nacked = x->nacked.load(std::memory_order_relaxed);
-        out.exchanges.push_back({x->name, x->type, x->options.durable, x->options.auto_delete, x->options.internal,
-                                 x->options.arguments, counters});
-        bindings_.for_each_from(x->index, [&](const detail::binding& b) {
+    exchanges_.for_each([&](const exchange_node& x) {
+        out.exchanges.push_back({x.name, x.type, x.options.durable, x.options.auto_delete, x.options.internal,
+                                 x.options.arguments, x.counters()});
+        bindings_.for_each_from(x.index, [&](const detail::binding& b) {
             const bool to_exchange = b.target.type() == destination::kind::exchange;
             const std::string& name =
-                to_exchange ? exchanges_[b.target.index()]->name : queues_[b.target.index()]->name();
-            out.bindings.push_back({x->name, name, to_exchange, b.key, b.arguments});
+                to_exchange ? exchanges_.slot(b.target.index())->name : queues_.slot(b.target.index())->name();
+            out.bindings.push_back({x.name, name, to_exchange, b.key, b.arguments});
         });
-    }
+    });
     std::sort(out.exchanges.begin(), out.exchanges.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     std::sort(out.bindings.begin(), out.bindings.end(), [](const auto& a, const auto& b) {
         return std::tie(a.source, a.destination, a.key) < std::tie(b.source, b.destination, b.key);
     });
-    for (const auto& q : dispatch_list_->queues) {
+    for (const auto& q : queues_.list().queues) {
         if (!q) continue; // deleted
         out.queues.push_back({q->name(), q->options(), q->counters()});
         for (const auto& [id, options] : q->consumer_list()) {
@@ -1357,7 +1076,7 @@ std::size_t basic_broker<Message, Policy>::expire() {
     detail::ref_ptr<queue_list> list;
     {
         shared_lock lock(topology_);
-        list = dispatch_list_;
+        list = queues_.walk();
     }
     std::size_t expired = 0;
     bool unused = false;
@@ -1372,11 +1091,11 @@ std::size_t basic_broker<Message, Policy>::expire() {
         unique_lock lock(topology_);
         for (const auto& queue : list->queues) {
             if (!queue) continue;
-            auto it = queue_by_name_.find(std::string_view(queue->name()));
-            if (it == queue_by_name_.end() || queues_[it->second] != queue) continue;
+            const auto index = queues_.slot_of(*queue);
+            if (!index) continue;
             // Still unused, checked as it closes: a consumer that subscribed meanwhile
             // keeps it, so x-expires never cancels one.
-            if (queue->close_if_unused(now)) remove_queue_locked(it->second);
+            if (queue->close_if_unused(now)) remove_queue_locked(*index);
         }
     }
     return expired;
@@ -1385,7 +1104,7 @@ std::size_t basic_broker<Message, Policy>::expire() {
 template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::make_publisher(std::string_view exchange) -> publisher {
     shared_lock lock(topology_);
-    return publisher(this, exchanges_[find_exchange(exchange).index]);
+    return publisher(this, exchanges_.slot(exchanges_.get(exchange).index));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1426,9 +1145,8 @@ void basic_broker<Message, Policy>::delete_auto_delete_queue(queue_type& queue) 
     // Another thread may have subscribed since the last consumer left: then the queue is in
     // use again and stays, as in RabbitMQ. The check and the closing are one step, so no
     // consumer is ever cancelled here (and no on_cancel can throw into this noexcept path).
-    if (auto it = queue_by_name_.find(std::string_view(queue.name()));
-        it != queue_by_name_.end() && queues_[it->second].get() == &queue && queue.close_if_unused()) {
-        remove_queue_locked(it->second);
+    if (const auto index = queues_.slot_of(queue); index && queue.close_if_unused()) {
+        remove_queue_locked(*index);
     }
 }
 
@@ -1504,7 +1222,7 @@ std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_message
     detail::ref_ptr<queue_list> list;
     {
         shared_lock lock(topology_);
-        list = dispatch_list_;
+        list = queues_.walk();
     }
     const std::size_t n = list->queues.size();
     if (n == 0) return 0;

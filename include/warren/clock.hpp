@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "detail/saturate.hpp"
+#include "detail/core/saturate.hpp"
 
 namespace warren {
 

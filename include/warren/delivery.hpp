@@ -7,20 +7,16 @@
 #include <string_view>
 #include <utility>
 
-#include "detail/message_node.hpp"
-#include "detail/ref_ptr.hpp"
-#include "detail/shared_text.hpp"
+#include "detail/core/ref_ptr.hpp"
+#include "detail/core/shared_text.hpp"
+#include "detail/message/message_node.hpp"
+#include "fwd.hpp"
 #include "message.hpp"
+#include "options.hpp"
 #include "policy.hpp"
 #include "properties.hpp"
 
 namespace warren {
-
-/// How a consumer or a get settles what it receives.
-enum class ack_mode : std::uint8_t {
-    automatic, ///< settled the moment it is handed out (AMQP no-ack)
-    manual,    ///< stays unacknowledged until ack, nack or reject
-};
 
 template <class Message, threading_policy Policy>
 class basic_queue;
@@ -112,3 +108,8 @@ private:
 };
 
 } // namespace warren
+
+// ack() and nack() settle with the queue, which holds deliveries in turn: the queue's header
+// comes last, so that including this header alone gives a delivery that can be settled.
+// (queue.hpp includes this header first; #pragma once ends the circle either way.)
+#include "queue.hpp"

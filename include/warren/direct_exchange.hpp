@@ -8,7 +8,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "detail/destination_counts.hpp"
+#include "detail/routing/destination_counts.hpp"
 #include "exchange.hpp"
 
 namespace warren {

@@ -41,6 +41,10 @@ struct routing_view {
     const warren::properties& properties;
 };
 
+namespace detail {
+struct destination_list_access;
+} // namespace detail
+
 /// Collects an exchange's routing decision. Adding a destination twice is harmless: the
 /// broker delivers one copy per queue however many bindings match.
 class destination_list {
@@ -53,15 +57,21 @@ public:
     [[nodiscard]] auto end() const noexcept { return items_.end(); }
     [[nodiscard]] destination operator[](std::size_t i) const noexcept { return items_[i]; }
 
-    /// Broker use: empties the list but keeps its capacity, so routing allocates nothing
-    /// once warm.
-    void clear() noexcept { items_.clear(); }
-    /// Broker use: the raw storage, for sorting and deduplication.
-    [[nodiscard]] std::vector<destination>& storage() noexcept { return items_; }
-
 private:
+    friend struct detail::destination_list_access;
     std::vector<destination> items_;
 };
+
+namespace detail {
+
+/// What only the broker does with a destination_list: empty it (keeping its capacity, so
+/// routing allocates nothing once warm) and reach its storage, to sort and deduplicate.
+struct destination_list_access {
+    static void clear(destination_list& list) noexcept { list.items_.clear(); }
+    [[nodiscard]] static std::vector<destination>& storage(destination_list& list) noexcept { return list.items_; }
+};
+
+} // namespace detail
 
 /// An exchange type: a routing table the broker feeds with bindings and asks for routes.
 ///

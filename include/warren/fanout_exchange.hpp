@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-#include "detail/destination_counts.hpp"
+#include "detail/routing/destination_counts.hpp"
 #include "exchange.hpp"
 
 namespace warren {

@@ -16,8 +16,9 @@
 #include <variant>
 #include <vector>
 
-#include "detail/hash_index.hpp"
+#include "detail/core/hash_index.hpp"
 #include "error.hpp"
+#include "routing_key.hpp"
 
 namespace warren {
 
@@ -71,6 +72,8 @@ public:
     [[nodiscard]] const field_value* find(std::string_view name) const noexcept;
     /// Whether `name` is present.
     [[nodiscard]] bool contains(std::string_view name) const noexcept { return find(name) != nullptr; }
+    /// The string value of `name`, or nullptr if it is missing or not a string.
+    [[nodiscard]] const std::string* find_string(std::string_view name) const noexcept;
 
     /// Number of fields.
     [[nodiscard]] std::size_t size() const noexcept;
@@ -212,6 +215,11 @@ inline const field_value* field_table::find(std::string_view name) const noexcep
     return it != entries_.end() && it->name == name ? &it->value : nullptr;
 }
 
+inline const std::string* field_table::find_string(std::string_view name) const noexcept {
+    const field_value* value = find(name);
+    return value == nullptr ? nullptr : value->get_if<std::string>();
+}
+
 inline bool operator==(const field_table& a, const field_table& b) { return a.entries_ == b.entries_; }
 
 inline bool operator==(const field_value& a, const field_value& b) {
@@ -234,8 +242,6 @@ inline bool operator==(const field_value& a, const field_value& b) {
 
 namespace detail {
 
-/// AMQP short strings (names, routing keys, table keys) hold at most 255 bytes.
-inline constexpr std::size_t max_short_string = 255;
 /// Field tables nest at most this deep; deeper ones are refused rather than recursed into.
 inline constexpr std::size_t max_table_depth = 64;
 
@@ -249,7 +255,7 @@ inline void validate_value(const field_value& value, std::string_view what, std:
         // found again to unbind.
         if (!(*x - *x == 0.0)) {
             raise(reply_code::precondition_failed,
-                  std::string(what) + " has a float that is not finite in field " + quoted(field));
+                  std::string(what) + " has a float that is not finite in field " + detail::quoted(field));
         }
     } else if (const auto* table = value.get_if<field_table>()) {
         validate_table(*table, what, depth + 1);
@@ -268,10 +274,10 @@ inline void validate_table(const field_table& table, std::string_view what, std:
         raise(reply_code::precondition_failed, std::string(what) + " nests deeper than 64 levels");
     }
     for (const auto& entry : table) {
-        if (entry.name.size() > max_short_string) {
+        if (entry.name.size() > max_name_length) {
             raise(reply_code::precondition_failed,
                   std::string(what) + " has a field name of " + std::to_string(entry.name.size()) +
-                      " bytes; the limit is 255");
+                      " bytes; the limit is " + std::to_string(max_name_length));
         }
         validate_value(entry.value, what, depth, entry.name);
     }

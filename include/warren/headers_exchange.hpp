@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "detail/hash_index.hpp"
+#include "detail/core/hash_index.hpp"
 #include "exchange.hpp"
 
 namespace warren {

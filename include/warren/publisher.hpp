@@ -6,26 +6,10 @@
 #include <string>
 #include <utility>
 
-#include "detail/ref_ptr.hpp"
+#include "detail/core/ref_ptr.hpp"
+#include "options.hpp"
 
 namespace warren {
-
-/// Publishes to the exchange it was made for. The exchange is resolved once, when the
-/// handle is made, so publishing through it does no name lookup. If the exchange is
-/// deleted, publishing throws not_found (404) even if one of the same name is declared
-/// again: make a new publisher for the new exchange.
-/// @code
-/// auto logs = broker.make_publisher("logs");
-/// logs.publish({.routing_key = "kern.info", .body = "booted"});
-/// @endcode
-/// Thread safety: under multi_threaded, publish() is thread-safe. The broker must outlive
-/// its publishers.
-/// Flags of one publish, as AMQP basic.publish has them.
-struct publish_options {
-    /// An unroutable message goes back to the return handler (reply 312 NO_ROUTE)
-    /// instead of being dropped.
-    bool mandatory = false;
-};
 
 /// What a publish came to, as a publisher in AMQP confirm mode learns it.
 struct confirmation {
@@ -40,6 +24,16 @@ struct confirmation {
     bool returned = false;
 };
 
+/// Publishes to the exchange it was made for. The exchange is resolved once, when the
+/// handle is made, so publishing through it does no name lookup. If the exchange is
+/// deleted, publishing throws not_found (404) even if one of the same name is declared
+/// again: make a new publisher for the new exchange.
+/// @code
+/// auto logs = broker.make_publisher("logs");
+/// logs.publish({.routing_key = "kern.info", .body = "booted"});
+/// @endcode
+/// Thread safety: under multi_threaded, publish() is thread-safe. The broker must outlive
+/// its publishers.
 template <class Broker>
 class basic_publisher {
 public:

@@ -19,57 +19,20 @@
 
 #include "clock.hpp"
 #include "delivery.hpp"
-#include "detail/dead_letter.hpp"
-#include "detail/deferred_release.hpp"
-#include "detail/message_node.hpp"
-#include "detail/ref_ptr.hpp"
-#include "detail/ring.hpp"
-#include "detail/saturate.hpp"
+#include "detail/core/deferred_release.hpp"
+#include "detail/core/ref_ptr.hpp"
+#include "detail/core/ring.hpp"
+#include "detail/core/saturate.hpp"
+#include "detail/message/message_node.hpp"
+#include "detail/message/x_death.hpp"
 #include "error.hpp"
 #include "field_table.hpp"
+#include "options.hpp"
 #include "policy.hpp"
 #include "queue_arguments.hpp"
 #include "stats.hpp"
 
 namespace warren {
-
-/// How a queue is declared. Redeclaring a queue with different options is refused.
-struct queue_options {
-    /// Accepted for compatibility with RabbitMQ topologies; one process keeps nothing on disk.
-    bool durable = false;
-    /// One process is one AMQP connection, so an exclusive queue is simply one that lives
-    /// until it is deleted or the broker goes away.
-    bool exclusive = false;
-    /// Deleted when its last consumer goes away, once it has had one.
-    bool auto_delete = false;
-    /// RabbitMQ's `x-` arguments (see queue_arguments and docs/semantics.md):
-    /// x-message-ttl, x-expires, x-max-length, x-max-length-bytes, x-overflow,
-    /// x-dead-letter-exchange, x-dead-letter-routing-key, x-max-priority,
-    /// x-single-active-consumer. Others (x-queue-type, ...) are kept and have no effect.
-    field_table arguments{};
-
-    friend bool operator==(const queue_options&, const queue_options&) = default;
-};
-
-/// How a consumer subscribes.
-struct consumer_options {
-    /// Its tag; empty means the broker generates one.
-    std::string tag{};
-    /// automatic: settled when handed out; manual: the callback acks, nacks or rejects.
-    ack_mode ack = ack_mode::automatic;
-    /// Most unacknowledged messages it holds at once (manual mode); 0 means no limit.
-    std::uint16_t prefetch = 0;
-    /// The only consumer of its queue while it lasts.
-    bool exclusive = false;
-    /// RabbitMQ's consumer priority (`x-priority`): a queue serves its highest-priority
-    /// consumers that can take a message, round robin among equals.
-    std::int32_t priority = 0;
-    /// Run when the broker ends the subscription because delete_queue deleted its queue
-    /// (AMQP's basic.cancel from the server), after the broker's locks are released. Not run
-    /// when the subscription ends itself or the broker is destroyed. If it throws, the
-    /// other consumers' on_cancel still run; see basic_broker::delete_queue.
-    std::function<void()> on_cancel{};
-};
 
 /// A queue: ready messages in order, the consumers that take them, and the deliveries not
 /// yet settled. Applications reach queues through basic_broker; this class is the
@@ -331,7 +294,7 @@ private:
     void hand_over(dead_letters& dead);
     ended_consumers close_locked(std::size_t* ready_dropped);
 
-    [[nodiscard]] delivery_type hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
+    [[nodiscard]] delivery_type make_delivery(ready_entry&& entry, std::uint64_t owner, bool manual,
                                          const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag);
     [[nodiscard]] consumer* find_consumer(std::uint64_t id) noexcept;
     [[nodiscard]] const consumer* single_active() const noexcept;
@@ -511,7 +474,7 @@ std::size_t basic_queue<Message, Policy>::expire() {
 // delivery
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::hand_out(ready_entry&& entry, std::uint64_t owner, bool manual,
+auto basic_queue<Message, Policy>::make_delivery(ready_entry&& entry, std::uint64_t owner, bool manual,
                                             const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag)
     -> delivery_type {
     const std::uint64_t tag = ++last_tag_;
@@ -539,7 +502,7 @@ auto basic_queue<Message, Policy>::try_get(ack_mode mode) -> std::optional<deliv
         if (arguments_.expires) last_used_ = clock_->now();
         expire_heads(dead);
         if (ready_count_ > 0) {
-            got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
+            got.emplace(make_delivery(take_head(), 0, mode == ack_mode::manual, {}));
             expire_heads(dead); // the new head, as RabbitMQ checks it right after a get
         }
     }
@@ -567,7 +530,7 @@ auto basic_queue<Message, Policy>::try_get_for(std::chrono::duration<Rep, Period
             const std::size_t before = ready_count_;
             expire_heads(dead);
             if (ready_count_ > 0) {
-                got.emplace(hand_out(take_head(), 0, mode == ack_mode::manual, {}));
+                got.emplace(make_delivery(take_head(), 0, mode == ack_mode::manual, {}));
                 expire_heads(dead); // the new head, as after a get
             } else if (ready_count_ == before) {
                 // Nothing to take and nothing let go of: wait. Nothing is held across the
@@ -750,7 +713,7 @@ auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_call
             const bool manual = c.options.ack == ack_mode::manual;
             c.busy = true;
             if constexpr (Policy::thread_safe) c.runner = std::this_thread::get_id();
-            delivery_type d = hand_out(take_head(), c.id, manual, c.tag);
+            delivery_type d = make_delivery(take_head(), c.id, manual, c.tag);
             if (manual) {
                 ++c.unacked;
                 c.in_flight = d.delivery_tag();

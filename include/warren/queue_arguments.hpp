@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "detail/message/expiration.hpp"
 #include "error.hpp"
 #include "field_table.hpp"
 
@@ -107,14 +108,12 @@ private:
 
 inline queue_arguments queue_arguments::parse(const field_table& args, std::string_view queue) {
     const detail::argument_reader read(args, queue);
-    // RabbitMQ's timer limit for TTLs and x-expires (rabbit_misc:check_expiry).
-    constexpr std::int64_t max_timer = 315'360'000'000; // ten years in ms
     constexpr std::int64_t no_limit = INT64_MAX;
     queue_arguments parsed;
     // Checked in the order of rabbit_amqqueue:declare_args(), so that of several invalid
     // arguments the same one is reported.
-    if (auto expires = read.integer("x-expires", 1, max_timer)) parsed.expires = std::chrono::milliseconds(*expires);
-    if (auto ttl = read.integer("x-message-ttl", 0, max_timer)) parsed.message_ttl = std::chrono::milliseconds(*ttl);
+    if (auto expires = read.integer("x-expires", 1, detail::max_timer_ms)) parsed.expires = std::chrono::milliseconds(*expires);
+    if (auto ttl = read.integer("x-message-ttl", 0, detail::max_timer_ms)) parsed.message_ttl = std::chrono::milliseconds(*ttl);
     parsed.dead_letter_exchange = read.text("x-dead-letter-exchange");
     parsed.dead_letter_routing_key = read.text("x-dead-letter-routing-key");
     if (parsed.dead_letter_routing_key && !parsed.dead_letter_exchange) {

@@ -45,7 +45,7 @@ inline void check_length(std::string_view value, std::string_view what) {
     if (value.size() > max_name_length) {
         raise(reply_code::precondition_failed, std::string(what) + " of " +
                                                    std::to_string(value.size()) +
-                                                   " bytes exceeds the limit of 255");
+                                                   " bytes exceeds the limit of " + std::to_string(max_name_length));
     }
 }
 

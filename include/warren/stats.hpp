@@ -4,8 +4,26 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace warren {
+
+/// Why a queue let go of a message other than by delivering it.
+enum class death_reason : std::uint8_t {
+    rejected, ///< rejected or nacked without requeue
+    expired,  ///< its TTL passed while it waited
+    maxlen,   ///< the queue was over its length limit (drop-head, reject-publish-dlx)
+};
+
+/// The reason as RabbitMQ writes it in x-death.
+[[nodiscard]] constexpr std::string_view to_string(death_reason reason) noexcept {
+    switch (reason) {
+    case death_reason::rejected: return "rejected";
+    case death_reason::expired: return "expired";
+    case death_reason::maxlen: return "maxlen";
+    }
+    return "unknown";
+}
 
 /// Messages counted by why a queue let go of them.
 struct death_counts {

@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "detail/ref_ptr.hpp"
+#include "detail/core/ref_ptr.hpp"
 
 namespace warren {
 

@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "detail/flat_tables.hpp"
-#include "detail/hash_index.hpp"
+#include "detail/core/hash_index.hpp"
+#include "detail/routing/flat_tables.hpp"
 #include "routing_key.hpp"
 
 namespace warren {

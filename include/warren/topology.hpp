@@ -8,9 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "delivery.hpp"
 #include "field_table.hpp"
-#include "queue.hpp"
+#include "options.hpp"
 #include "stats.hpp"
 
 namespace warren {
@@ -116,8 +115,7 @@ inline std::string describe_table(const field_table& table) {
 }
 
 inline std::string string_argument(const field_table& table, std::string_view name) {
-    const field_value* v = table.find(name);
-    const std::string* s = v == nullptr ? nullptr : v->get_if<std::string>();
+    const std::string* s = table.find_string(name);
     return s == nullptr ? std::string() : *s;
 }
 

@@ -14,6 +14,7 @@
 #include "fwd.hpp"
 #include "headers_exchange.hpp"
 #include "message.hpp"
+#include "options.hpp"
 #include "policy.hpp"
 #include "properties.hpp"
 #include "publisher.hpp"

@@ -46,8 +46,7 @@ std::size_t id_of(const Delivery& d) {
 
 /// The string value of header `name`, or "" if it is missing or not a string.
 inline std::string header_text(const warren::properties& p, std::string_view name) {
-    const warren::field_value* v = p.headers.find(name);
-    const std::string* s = v == nullptr ? nullptr : v->get_if<std::string>();
+    const std::string* s = p.headers.find_string(name);
     return s == nullptr ? std::string() : *s;
 }
 

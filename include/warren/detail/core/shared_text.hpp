@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/shared_text.hpp
+/// @file detail/core/shared_text.hpp
 /// An immutable, reference-counted string: a name many messages point to.
 
 #include <string>

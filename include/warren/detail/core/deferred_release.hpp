@@ -1,12 +1,12 @@
 #pragma once
-/// @file detail/deferred_release.hpp
+/// @file detail/core/deferred_release.hpp
 /// References a broker lets go of while it holds a lock, dropped once the lock is released.
 
 #include <cstddef>
 #include <utility>
 #include <vector>
 
-#include "../config.hpp"
+#include "../../config.hpp"
 #include "ref_ptr.hpp"
 
 namespace warren::detail {

@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/destination_counts.hpp
+/// @file detail/routing/destination_counts.hpp
 /// Destinations with a count each, in a dense array for routing and found in O(1).
 
 #include <cstddef>
@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "../exchange.hpp"
-#include "hash_index.hpp"
+#include "../../exchange.hpp"
+#include "../core/hash_index.hpp"
 
 namespace warren::detail {
 

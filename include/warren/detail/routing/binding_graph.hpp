@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/binding_graph.hpp
+/// @file detail/routing/binding_graph.hpp
 /// The bindings of a broker: which exchange routes to which queue or exchange, under which
 /// key and arguments.
 
@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "../exchange.hpp"
-#include "../field_table.hpp"
-#include "hash_index.hpp"
+#include "../../exchange.hpp"
+#include "../../field_table.hpp"
+#include "../core/hash_index.hpp"
 
 namespace warren::detail {
 

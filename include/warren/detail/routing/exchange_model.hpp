@@ -1,12 +1,12 @@
 #pragma once
-/// @file detail/exchange_model.hpp
+/// @file detail/routing/exchange_model.hpp
 /// Type erasure that lets one broker hold exchanges of any exchange_type.
 
 #include <cstddef>
 #include <memory>
 #include <string_view>
 
-#include "../exchange.hpp"
+#include "../../exchange.hpp"
 
 namespace warren::detail {
 

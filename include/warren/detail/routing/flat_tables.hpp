@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/flat_tables.hpp
+/// @file detail/routing/flat_tables.hpp
 /// Open-addressing tables for the topic matcher: interned words and trie edges.
 
 #include <cstddef>

@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/expiration.hpp
+/// @file detail/message/expiration.hpp
 /// The per-message TTL of the AMQP `expiration` property, read as RabbitMQ reads it.
 
 #include <algorithm>
@@ -9,9 +9,13 @@
 #include <string>
 #include <string_view>
 
-#include "../error.hpp"
+#include "../../error.hpp"
 
 namespace warren::detail {
+
+/// RabbitMQ's limit for TTLs, x-expires and expirations (rabbit_misc:check_expiry): ten
+/// years in milliseconds.
+inline constexpr std::int64_t max_timer_ms = 315'360'000'000;
 
 /// The TTL in `expiration` (decimal milliseconds). Anything else is precondition_failed
 /// (406) with RabbitMQ's words: "invalid expiration 'soon': no_integer".
@@ -19,15 +23,13 @@ inline std::chrono::milliseconds parse_expiration(std::string_view text) {
     auto refuse = [&](const std::string& why) {
         raise(reply_code::precondition_failed, "invalid expiration " + detail::quoted(text) + ": " + why);
     };
-    // RabbitMQ's limit for TTLs (rabbit_misc:check_expiry), as for x-message-ttl.
-    constexpr std::int64_t max_timer = 315'360'000'000; // ten years in ms
     std::size_t i = 0;
     const bool negative = !text.empty() && text[0] == '-';
     if (!text.empty() && (text[0] == '-' || text[0] == '+')) ++i;
     const std::size_t digits_start = i;
     std::int64_t value = 0;
     for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-        if (value <= max_timer) value = value * 10 + (text[i] - '0'); // stops growing past the limit
+        if (value <= max_timer_ms) value = value * 10 + (text[i] - '0'); // stops growing past the limit
     }
     if (i == digits_start) refuse("no_integer");
     // Erlang prints the leftover, a list, in double quotes: {leftover_string,"ms"}.
@@ -37,7 +39,7 @@ inline std::chrono::milliseconds parse_expiration(std::string_view text) {
     std::string_view digits = text.substr(digits_start, i - digits_start);
     digits.remove_prefix(std::min(digits.find_first_not_of('0'), digits.size()));
     if (negative) refuse("{value_negative,-" + std::string(digits) + "}");
-    if (value > max_timer) refuse("{value_too_large," + std::string(digits) + "}");
+    if (value > max_timer_ms) refuse("{value_too_large," + std::string(digits) + "}");
     return std::chrono::milliseconds(value);
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/ring.hpp
+/// @file detail/core/ring.hpp
 /// A growable ring buffer: FIFO storage that allocates nothing in steady state.
 
 #include <cstddef>

@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/hash_index.hpp
+/// @file detail/core/hash_index.hpp
 /// An open-addressing index from a hash to a small payload (a position, an id, a pointer),
 /// whose memory follows its size up and down.
 

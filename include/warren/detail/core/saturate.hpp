@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/saturate.hpp
+/// @file detail/core/saturate.hpp
 /// Arithmetic that stops at the ends of its type instead of overflowing: counters read from
 /// headers a client wrote, and time points computed from durations a user passed.
 

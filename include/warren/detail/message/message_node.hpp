@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/message_node.hpp
+/// @file detail/message/message_node.hpp
 /// The shared, immutable form a message takes once published, and the pool it lives in.
 
 #include <chrono>
@@ -10,8 +10,8 @@
 #include <string>
 #include <utility>
 
-#include "ref_ptr.hpp"
-#include "shared_text.hpp"
+#include "../core/ref_ptr.hpp"
+#include "../core/shared_text.hpp"
 
 namespace warren::detail {
 

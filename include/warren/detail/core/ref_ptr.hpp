@@ -1,12 +1,12 @@
 #pragma once
-/// @file detail/ref_ptr.hpp
+/// @file detail/core/ref_ptr.hpp
 /// An intrusive reference-counted pointer whose counter follows the threading policy.
 
 #include <atomic>
 #include <cstdint>
 #include <utility>
 
-#include "../policy.hpp"
+#include "../../policy.hpp"
 
 namespace warren::detail {
 

@@ -1,5 +1,5 @@
 #pragma once
-/// @file detail/dead_letter.hpp
+/// @file detail/message/x_death.hpp
 /// The x-death header and dead-letter cycle detection, as RabbitMQ's rabbit_dead_letter has them.
 
 #include <cstddef>
@@ -9,27 +9,11 @@
 #include <string_view>
 #include <utility>
 
-#include "../field_table.hpp"
-#include "saturate.hpp"
+#include "../../field_table.hpp"
+#include "../../stats.hpp"
+#include "../core/saturate.hpp"
 
 namespace warren {
-
-/// Why a queue let go of a message other than by delivering it.
-enum class death_reason : std::uint8_t {
-    rejected, ///< rejected or nacked without requeue
-    expired,  ///< its TTL passed while it waited
-    maxlen,   ///< the queue was over its length limit (drop-head, reject-publish-dlx)
-};
-
-/// The reason as RabbitMQ writes it in x-death.
-[[nodiscard]] constexpr std::string_view to_string(death_reason reason) noexcept {
-    switch (reason) {
-    case death_reason::rejected: return "rejected";
-    case death_reason::expired: return "expired";
-    case death_reason::maxlen: return "maxlen";
-    }
-    return "unknown";
-}
 
 namespace detail {
 
@@ -42,11 +26,6 @@ struct death_event {
     std::int64_t time;            ///< unix seconds
     std::optional<std::string> original_expiration; ///< its expiration property, if it had one
 };
-
-inline const std::string* string_field(const field_table& table, std::string_view name) {
-    const field_value* value = table.find(name);
-    return value == nullptr ? nullptr : value->get_if<std::string>();
-}
 
 /// Adds `event` to `headers` as rabbit_dead_letter:update_x_death_header does: the first
 /// death also sets x-first-death-{reason,queue,exchange}; a death for a (queue, reason)
@@ -87,8 +66,8 @@ inline void record_death(field_table& headers, const death_event& event) {
     for (std::size_t k = 0; k < deaths->size(); ++k) {
         const field_value& item = (*deaths)[reversed ? deaths->size() - 1 - k : k];
         const field_table* death = item.get_if<field_table>();
-        const std::string* queue = death == nullptr ? nullptr : string_field(*death, "queue");
-        const std::string* reason = death == nullptr ? nullptr : string_field(*death, "reason");
+        const std::string* queue = death == nullptr ? nullptr : death->find_string("queue");
+        const std::string* reason = death == nullptr ? nullptr : death->find_string("reason");
         if (queue != nullptr && reason != nullptr && *queue == event.queue && *reason == to_string(event.reason)) {
             const field_value* count = death->find("count");
             const std::int64_t* n = count == nullptr ? nullptr : count->get_if<std::int64_t>();
@@ -126,9 +105,9 @@ inline bool is_dead_letter_cycle(const field_table& headers, std::string_view qu
     for (const field_value& item : *deaths) {
         const field_table* death = item.get_if<field_table>();
         if (death == nullptr) return false;
-        const std::string* reason = string_field(*death, "reason");
+        const std::string* reason = death->find_string("reason");
         if (reason != nullptr && *reason == "rejected") return false;
-        const std::string* name = string_field(*death, "queue");
+        const std::string* name = death->find_string("queue");
         if (name != nullptr && *name == queue) return true;
     }
     return false;

@@ -1,0 +1,87 @@
+#pragma once
+/// @file options.hpp
+/// The option structs of basic_broker: how exchanges, queues and consumers are declared,
+/// how a queue is deleted and a message published; and ack_mode.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "field_table.hpp"
+
+namespace warren {
+
+/// How a consumer or a get settles what it receives.
+enum class ack_mode : std::uint8_t {
+    automatic, ///< settled the moment it is handed out (AMQP no-ack)
+    manual,    ///< stays unacknowledged until ack, nack or reject
+};
+
+/// How an exchange is declared. Redeclaring an exchange with different options is refused.
+struct exchange_options {
+    /// Accepted for compatibility with RabbitMQ topologies; one process keeps nothing on disk.
+    bool durable = false;
+    /// Deleted when its last binding (as a source) goes away, once it has had one.
+    bool auto_delete = false;
+    /// Only other exchanges may publish to it: publishing directly is access_refused (403).
+    bool internal = false;
+    /// Exchange arguments; kept and compared on redeclare.
+    field_table arguments{};
+
+    friend bool operator==(const exchange_options&, const exchange_options&) = default;
+};
+
+/// How a queue is declared. Redeclaring a queue with different options is refused.
+struct queue_options {
+    /// Accepted for compatibility with RabbitMQ topologies; one process keeps nothing on disk.
+    bool durable = false;
+    /// One process is one AMQP connection, so an exclusive queue is simply one that lives
+    /// until it is deleted or the broker goes away.
+    bool exclusive = false;
+    /// Deleted when its last consumer goes away, once it has had one.
+    bool auto_delete = false;
+    /// RabbitMQ's `x-` arguments (see queue_arguments and docs/semantics.md):
+    /// x-message-ttl, x-expires, x-max-length, x-max-length-bytes, x-overflow,
+    /// x-dead-letter-exchange, x-dead-letter-routing-key, x-max-priority,
+    /// x-single-active-consumer. Others (x-queue-type, ...) are kept and have no effect.
+    field_table arguments{};
+
+    friend bool operator==(const queue_options&, const queue_options&) = default;
+};
+
+/// Conditions for delete_queue, as AMQP queue.delete has them.
+struct queue_delete_options {
+    /// Refuse (precondition_failed) if the queue has consumers.
+    bool if_unused = false;
+    /// Refuse (precondition_failed) if the queue has ready messages.
+    bool if_empty = false;
+};
+
+/// How a consumer subscribes.
+struct consumer_options {
+    /// Its tag; empty means the broker generates one.
+    std::string tag{};
+    /// automatic: settled when handed out; manual: the callback acks, nacks or rejects.
+    ack_mode ack = ack_mode::automatic;
+    /// Most unacknowledged messages it holds at once (manual mode); 0 means no limit.
+    std::uint16_t prefetch = 0;
+    /// The only consumer of its queue while it lasts.
+    bool exclusive = false;
+    /// RabbitMQ's consumer priority (`x-priority`): a queue serves its highest-priority
+    /// consumers that can take a message, round robin among equals.
+    std::int32_t priority = 0;
+    /// Run when the broker ends the subscription because delete_queue deleted its queue
+    /// (AMQP's basic.cancel from the server), after the broker's locks are released. Not run
+    /// when the subscription ends itself or the broker is destroyed. If it throws, the
+    /// other consumers' on_cancel still run; see basic_broker::delete_queue.
+    std::function<void()> on_cancel{};
+};
+
+/// Flags of one publish, as AMQP basic.publish has them.
+struct publish_options {
+    /// An unroutable message goes back to the return handler (reply 312 NO_ROUTE)
+    /// instead of being dropped.
+    bool mandatory = false;
+};
+
+} // namespace warren
