@@ -115,8 +115,8 @@ inline void check_queue_equivalent(std::string_view name, const queue_options& r
     // A classic queue need not carry x-queue-type: none and 'classic' are one
     // (RabbitMQ's rabbit_amqqueue, rabbitmq-common#341).
     auto classic = [](const field_table& args) {
-        const std::string* type = args.find_string("x-queue-type");
-        return args.find("x-queue-type") == nullptr || (type != nullptr && *type == "classic");
+        const field_value* type = args.find("x-queue-type");
+        return type == nullptr || (type->get_if<std::string>() != nullptr && *type->get_if<std::string>() == "classic");
     };
     if (classic(received.arguments) && classic(current.arguments)) {
         field_table r = received.arguments;
