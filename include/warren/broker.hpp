@@ -1,46 +1,45 @@
 #pragma once
 /// @file broker.hpp
 /// basic_broker: exchanges and queues by name; declare, bind, publish, consume, dispatch.
+/// The facade: each member checks, locks and hands the work to one of the components
+/// under detail/broker/ (docs/architecture.md draws them).
 
-#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <functional>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <tuple>
-#include <unordered_map>
 #include <utility>
-#include <vector>
 
 #include "clock.hpp"
 #include "delivery.hpp"
+#include "detail/broker/binding_table.hpp"
+#include "detail/broker/dead_letter_router.hpp"
 #include "detail/broker/declare_rules.hpp"
+#include "detail/broker/dispatcher.hpp"
 #include "detail/broker/exchange_table.hpp"
 #include "detail/broker/queue_table.hpp"
+#include "detail/broker/router.hpp"
+#include "detail/broker/snapshot.hpp"
 #include "detail/core/deferred_release.hpp"
+#include "detail/core/generated_name.hpp"
 #include "detail/core/ref_ptr.hpp"
 #include "detail/core/saturate.hpp"
 #include "detail/message/expiration.hpp"
 #include "detail/message/message_node.hpp"
-#include "detail/message/x_death.hpp"
-#include "detail/routing/binding_graph.hpp"
-#include "detail/routing/exchange_model.hpp"
 #include "direct_exchange.hpp"
 #include "error.hpp"
 #include "exchange.hpp"
 #include "fanout_exchange.hpp"
 #include "field_table.hpp"
 #include "fwd.hpp"
+#include "handlers.hpp"
 #include "headers_exchange.hpp"
 #include "message.hpp"
 #include "options.hpp"
@@ -55,23 +54,6 @@
 #include "topology.hpp"
 
 namespace warren {
-/// A mandatory message that no queue took, handed back to the return handler.
-template <class Message>
-struct basic_returned_message {
-    reply_code code = reply_code::no_route;
-    std::string reply_text;
-    std::string exchange;
-    Message message;
-};
-
-/// What a consumer callback threw, handed to the broker's error handler.
-struct consumer_error {
-    std::exception_ptr exception;
-    std::string queue;
-    std::string consumer_tag;
-    std::uint64_t delivery_tag = 0;
-};
-
 /// A RabbitMQ-style broker inside one process.
 ///
 /// Exchanges route messages to queues by their bindings; publishers and consumers know only
@@ -120,7 +102,7 @@ struct consumer_error {
 /// deleting queues and exchanges, beyond the bindings they hold; memory follows the
 /// bindings down.
 template <message_type Message, threading_policy Policy>
-class basic_broker : private basic_queue<Message, Policy>::host {
+class basic_broker {
 public:
     using message_type = Message;
     using policy_type = Policy;
@@ -129,7 +111,7 @@ public:
     using subscription = basic_subscription<basic_broker>;
     using publisher = basic_publisher<basic_broker>;
     using callback = typename queue_type::callback_type;
-    using error_handler = std::function<void(const consumer_error&)>;
+    using error_handler = typename detail::dispatcher<Message, Policy>::error_handler;
     using returned_message = basic_returned_message<Message>;
     using return_handler = std::function<void(returned_message&)>;
 
@@ -140,10 +122,8 @@ public:
     /// Makes a broker whose time comes from `time`, e.g. a manual_clock, which must
     /// outlive it.
     explicit basic_broker(const clock& time);
-    /// Deletes every queue (their consumers end) and exchange. Virtual only because the
-    /// class has a virtual function (its queues' host): clang warns when a unique_ptr
-    /// deletes a non-final class that has one and no virtual destructor.
-    virtual ~basic_broker();
+    /// Deletes every queue (their consumers end) and exchange.
+    ~basic_broker();
     basic_broker(const basic_broker&) = delete;
     basic_broker& operator=(const basic_broker&) = delete;
 
@@ -204,12 +184,12 @@ public:
     /// exchange routes counts as routed. Unknown exchange: not_found (404); internal
     /// exchange: access_refused (403); key over 255 bytes: precondition_failed.
     [[nodiscard]] std::size_t publish(std::string_view exchange, Message&& msg, publish_options options = {}) {
-        return publish_named(exchange, msg, options).routed;
+        return publish_to(nullptr, exchange, msg, options).routed;
     }
     /// Publishes a copy of `msg`.
     [[nodiscard]] std::size_t publish(std::string_view exchange, const Message& msg, publish_options options = {}) {
         Message copy(msg);
-        return publish_named(exchange, copy, options).routed;
+        return publish_to(nullptr, exchange, copy, options).routed;
     }
     /// Publishes as publish() does and reports what a publisher in AMQP confirm mode
     /// learns: ack, or nack when a queue refused the message at its length limit
@@ -217,13 +197,13 @@ public:
     /// took has gone to the return handler before this returns, as basic.return comes
     /// before basic.ack. Errors as for publish().
     [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, Message&& msg, publish_options options = {}) {
-        return publish_named(exchange, msg, options);
+        return publish_to(nullptr, exchange, msg, options);
     }
     /// Publishes a copy of `msg` and reports the confirm.
     [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, const Message& msg,
                                                  publish_options options = {}) {
         Message copy(msg);
-        return publish_named(exchange, copy, options);
+        return publish_to(nullptr, exchange, copy, options);
     }
     /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
     [[nodiscard]] publisher make_publisher(std::string_view exchange);
@@ -248,7 +228,9 @@ public:
     /// were delivered. See the class comment for the order and for throwing callbacks.
     /// Applies time first (see expire()) when a queue can hold expiring messages or has
     /// x-expires.
-    std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max());
+    std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max()) {
+        return dispatch_some(max_messages, [] { return false; });
+    }
     /// Like dispatch(), but also stops once `deadline` has passed on its own clock:
     /// std::chrono::steady_clock, or any monotonic chrono clock the caller passes. A frame
     /// budget is wall time, independent of the broker's clock, which ages messages and may
@@ -294,21 +276,13 @@ public:
 
     /// Ready messages in `queue`, after removing expired ones at its head. Unknown queue:
     /// not_found.
-    [[nodiscard]] std::size_t message_count(std::string_view queue) const {
-        auto q = find_queue_ref(queue);
-        q->expire();
-        return q->message_count();
-    }
+    [[nodiscard]] std::size_t message_count(std::string_view queue) const { return expired_queue(queue)->message_count(); }
     /// Consumers of `queue`. Unknown queue: not_found.
     [[nodiscard]] std::size_t consumer_count(std::string_view queue) const { return find_queue_ref(queue)->consumer_count(); }
     /// The counters of `queue`, after removing expired ones at its head. They are kept
     /// under the queue's own lock, so reading them costs publishing nothing. Unknown queue:
     /// not_found.
-    [[nodiscard]] queue_counters queue_stats(std::string_view queue) const {
-        auto q = find_queue_ref(queue);
-        q->expire();
-        return q->counters();
-    }
+    [[nodiscard]] queue_counters queue_stats(std::string_view queue) const { return expired_queue(queue)->counters(); }
     /// The counters of `exchange`. Unknown exchange: not_found.
     [[nodiscard]] exchange_counters exchange_stats(std::string_view exchange) const;
     /// A copy of the topology: exchanges, queues (with their counters), bindings and
@@ -316,126 +290,91 @@ public:
     [[nodiscard]] topology_snapshot snapshot() const;
     /// Broker-wide counters: dead letters that found no way on.
     [[nodiscard]] broker_counters stats() const {
-        return {dead_letters_without_exchange_.load(std::memory_order_relaxed),
-                dead_letter_cycles_.load(std::memory_order_relaxed)};
+        return {dead_letters_.without_exchange(), dead_letters_.cycles()};
     }
 
 private:
     friend publisher;
     friend subscription;
     using exchange_node = detail::exchange_node<Policy>;
-
     using queue_table = detail::queue_table<queue_type, Policy>;
-    using queue_list = typename queue_table::walk_list;
+    using router_type = detail::dead_letter_router<Message, Policy>;
     using node_type = detail::message_node<Message, Policy>;
+    using dead_letters = typename queue_type::dead_letters;
     using shared_lock = std::shared_lock<typename Policy::shared_mutex>;
     using unique_lock = std::unique_lock<typename Policy::shared_mutex>;
-    using ended_consumers = typename queue_type::ended_consumers;
 
-
-    using dead_letters = typename queue_type::dead_letters;
-    /// A dead letter and the queue it comes from, waiting to be routed.
-    struct pending_dead_letter {
-        detail::ref_ptr<queue_type> from;
-        detail::ref_ptr<node_type> message;
-        death_reason reason;
-        std::uint32_t hops = 0; // dead letters this one descends from in the same operation
-    };
-    /// How many times in a row one operation's dead letters may cause further dead letters
-    /// (a queue refusing one at its limit, or dropping its head for it). RabbitMQ bounces a
-    /// rejected message between full reject-publish-dlx queues in the background until one
-    /// has room; warren routes synchronously, so it ends such a chain here and counts the
-    /// message in stats().dead_letter_cycles.
-    static constexpr std::uint32_t max_dead_letter_hops = 64;
-
-    /// Publishes `msg`, moving from it. (The public overloads take it by rvalue or copy
-    /// it, so a message is moved once on its way into the queue.)
-    confirmation publish_named(std::string_view exchange, Message& msg, publish_options options);
-    confirmation publish_to(exchange_node& exchange, Message& msg, publish_options options);
-    /// Routes and pushes into the queues routed to; an unroutable message stays in `msg` for the caller to return.
-    /// The stored message goes to `stored`, which the caller keeps until its lock is released.
+    /// Publishes `msg`, moving from it (the public overloads take it by rvalue or copy it,
+    /// so a message is moved once on its way into the queue). `exchange` null: by name.
+    confirmation publish_to(exchange_node* exchange, std::string_view name, Message& msg, publish_options options);
+    /// Routes `msg` and pushes it into the queues routed to; an unroutable message stays in
+    /// `msg` for the caller to return. The stored message goes to `stored`, which the caller
+    /// keeps until its lock is released. Topology lock held (shared).
     confirmation route_and_push(exchange_node& exchange, Message& msg, detail::ref_ptr<node_type>& stored);
-    confirmation finish_publish(confirmation outcome, exchange_node& exchange, Message& msg, publish_options options);
-    /// Pushes `node` into the queues in `targets`; dead letters this causes join `work`.
-    void push_to_queues(const detail::ref_ptr<node_type>& node, const std::vector<destination>& targets,
-                 confirmation& outcome, std::vector<pending_dead_letter>& work, const field_table* cycle_check,
-                 std::uint32_t hops = 0);
-    /// Routes dead letters (and those they cause in turn) through their dead-letter
-    /// exchanges, and empties `work`, deferring the references it held. Topology lock held
-    /// (shared).
-    void route_dead_letters(std::vector<pending_dead_letter>& work);
-    void dead_letter(queue_type& from, dead_letters& letters) override;
-    void route(const exchange_node& exchange, const routing_view& view, std::vector<destination>& out) const;
-    /// Several bindings may lead to one queue; it gets the message once.
-    static void one_copy_per_queue(std::vector<destination>& targets) {
-        if (targets.size() < 2) return;
-        std::sort(targets.begin(), targets.end());
-        targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
-    }
-    void delete_auto_delete_queue(queue_type& queue) noexcept;
-    bool run_callback(typename queue_type::pending_callback& pending, queue_type& queue);
-    /// Delivers until `max_messages`, no consumer can take more, or `stop()` says so.
-    template <class Stop>
-    std::size_t dispatch_some(std::size_t max_messages, Stop&& stop);
-    /// Runs the on_cancel of each consumer a deleted queue ended, every one even if some
-    /// throw; see delete_queue for where their errors go. No lock held.
-    void notify_cancelled(const std::string& queue, const ended_consumers& ended);
-    /// Hands `failure` to the error handler, or rethrows it without one.
-    void report(std::exception_ptr failure, const std::string& queue, const std::string& consumer_tag,
-                std::uint64_t delivery_tag);
-
-    /// Binds (`add`) or unbinds what `target()` names, under the topology lock, to exchange
-    /// `source`: the checks and lookups of the four bind and unbind members, in RabbitMQ's
-    /// order.
+    /// Binds (`add`) or unbinds what `target()` names to exchange `source`: the checks and
+    /// lookups of the four bind and unbind members, in RabbitMQ's order.
     template <class Target>
     void change_binding(bool add, std::string_view source, bool names_default_exchange, Target&& target,
                         std::string_view key, const field_table& arguments);
-    void add_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
-    void remove_binding(destination target, exchange_node& source, std::string_view key, const field_table& args);
-    /// The binding's exchange forgets it; it is already out of the graph.
-    void forget_binding(exchange_node& source, const detail::binding& b);
-    void drop_incoming(destination target);
-    void drop_outgoing(exchange_node& exchange);
+    /// Deletes `exchange` and, in turn, the auto-delete exchanges that this leaves unused.
     void delete_exchange_locked(exchange_node& exchange);
-    /// Removes a closed queue from the broker's tables; its reference is deferred.
+    void delete_unused(const std::vector<exchange_node*>& unused) {
+        for (exchange_node* x : unused) {
+            if (x->unused_auto_delete()) delete_exchange_locked(*x); // not deleted meanwhile
+        }
+    }
+    /// Removes a closed queue from the tables; its reference is deferred.
     void remove_queue_locked(std::uint32_t index);
-    void maybe_auto_delete(exchange_node& exchange);
-
-    [[nodiscard]] detail::ref_ptr<queue_type> find_queue_ref(std::string_view name) const;
+    /// The subscription of a consumer of `queue` ended: routes what that let go of and
+    /// deletes an auto-delete queue that lost its last consumer.
+    void consumer_ended(queue_type& queue, dead_letters& dead, bool last_consumer_gone) noexcept;
+    /// Delivers until `max_messages`, no consumer can take more, or `stop()` says so.
+    template <class Stop>
+    std::size_t dispatch_some(std::size_t max_messages, Stop&& stop);
+    /// Removes the expired heads of `queue` and routes their dead letters.
+    void expire_heads(queue_type& queue) const {
+        const detail::deferred_release::scope releases_after_unlock;
+        dead_letters dead;
+        (void)queue.expire(dead);
+        dead_letters_.route_from(queue, dead);
+    }
+    /// The queue named `name` (not_found if none), its expired heads removed.
+    [[nodiscard]] detail::ref_ptr<queue_type> expired_queue(std::string_view name) const {
+        auto queue = find_queue_ref(name);
+        expire_heads(*queue);
+        return queue;
+    }
+    [[nodiscard]] detail::ref_ptr<queue_type> find_queue_ref(std::string_view name) const {
+        shared_lock lock(topology_);
+        return queues_.slot(queues_.index_of(name));
+    }
     void add_exchange(std::string_view name, std::string_view type, const exchange_options& options) {
         (void)exchanges_.add(name, type, options, routing_cache_capacity_);
     }
-    [[nodiscard]] std::string generate_name(std::string_view prefix, std::uint64_t serial) const;
-
 
     const clock* clock_;
-    mutable typename Policy::shared_mutex topology_;
+    mutable typename Policy::shared_mutex topology_; // guards the three tables
     detail::exchange_table<Policy> exchanges_;
     queue_table queues_;
-    detail::binding_graph bindings_;
-    // Copied under the lock as one reference, called without it; the replaced ones are
+    detail::binding_table<Policy> bindings_{exchanges_};
+    // Observers that apply time (message_count) route dead letters, hence mutable.
+    mutable router_type dead_letters_{*clock_, topology_, exchanges_, queues_};
+    detail::dispatcher<Message, Policy> dispatcher_{dead_letters_};
+    // Copied under the lock as one reference, called without it; the replaced one is
     // destroyed after it is released.
-    std::shared_ptr<const error_handler> error_handler_;
     std::shared_ptr<const return_handler> return_handler_;
     // A cached route writes to the cache, so only a single-threaded broker has one.
     std::size_t routing_cache_capacity_ = Policy::thread_safe ? 0 : default_routing_cache_capacity;
     typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
-    typename Policy::template atomic<std::size_t> dispatch_cursor_{0}; // where the next round starts
-    // dispatch() applies time only when something can expire.
-    typename Policy::template atomic<std::size_t> timed_queues_{0}; // with x-message-ttl or x-expires
-    typename Policy::template atomic<bool> expiring_messages_{false}; // one with an expiration was published
-    typename Policy::template atomic<std::uint64_t> dead_letters_without_exchange_{0};
-    typename Policy::template atomic<std::uint64_t> dead_letter_cycles_{0};
     std::uint64_t name_counter_ = 0;
-    std::uint64_t name_seed_;
+    const std::uint64_t name_seed_ = detail::name_seed(this);
 };
 
 // ---------------------------------------------------------------------------------------
 // construction
 
 template <message_type Message, threading_policy Policy>
-basic_broker<Message, Policy>::basic_broker(const clock& time)
-    : clock_(&time), name_seed_(std::random_device{}()) {
+basic_broker<Message, Policy>::basic_broker(const clock& time) : clock_(&time) {
     register_exchange_type<direct_exchange>();
     register_exchange_type<fanout_exchange>();
     register_exchange_type<topic_exchange>();
@@ -456,13 +395,13 @@ basic_broker<Message, Policy>::~basic_broker() {
     // every queue is closed: a callback's captures may end subscriptions of other queues,
     // which then find them closed and touch nothing.
     const detail::deferred_release::scope releases_after_closing;
-    std::vector<ended_consumers> ended;
+    std::vector<typename queue_type::ended_consumers> ended;
     // Closed queues refuse pushes and gets, so subscriptions and deliveries that outlive
     // the broker stay harmless.
     for (const auto& queue : queues_.list().queues) {
         if (!queue) continue; // deleted
         ended.push_back(queue->close()); // no basic.cancel: the broker itself goes away
-        queue->detach_host();            // waits for a hand-over of dead letters in progress
+        queue->detach_router();          // waits for dead letters being routed on other threads
     }
     exchanges_.for_each([](exchange_node& x) { x.deleted = true; });
 }
@@ -472,31 +411,6 @@ template <exchange_type E>
 void basic_broker<Message, Policy>::register_exchange_type() {
     unique_lock lock(topology_);
     exchanges_.template register_type<E>();
-}
-
-template <message_type Message, threading_policy Policy>
-std::string basic_broker<Message, Policy>::generate_name(std::string_view prefix, std::uint64_t serial) const {
-    // RabbitMQ's generated names look like amq.gen-<22 characters>; so do ours.
-    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string name(prefix);
-    // splitmix64: each name owns three steps of the sequence, so every character carries
-    // fresh bits, and distinct serials give distinct names.
-    std::uint64_t state = name_seed_ + 0x9E3779B97F4A7C15ULL * 3 * serial;
-    std::uint64_t x = 0;
-    for (int i = 0; i < 22; ++i) {
-        if (i % 10 == 0) { // fresh bits every ten characters
-            state += 0x9E3779B97F4A7C15ULL;
-            x = state;
-            x ^= x >> 30;
-            x *= 0xBF58476D1CE4E5B9ULL;
-            x ^= x >> 27;
-            x *= 0x94D049BB133111EBULL;
-            x ^= x >> 31;
-        }
-        name += alphabet[x & 63U];
-        x >>= 6;
-    }
-    return name;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -543,17 +457,12 @@ void basic_broker<Message, Policy>::delete_exchange(std::string_view name, bool 
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::delete_exchange_locked(exchange_node& exchange) {
-    const destination self(destination::kind::exchange, exchange.index);
-    drop_outgoing(exchange);
-    drop_incoming(self);
+    bindings_.remove_from(exchange);
+    const auto unused = bindings_.remove_to(destination(destination::kind::exchange, exchange.index));
     // Publishers may keep the node alive, marked deleted; else it goes once the lock is
     // released, with its exchange type (user code).
     detail::deferred_release::defer(exchanges_.remove(exchange));
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::maybe_auto_delete(exchange_node& exchange) {
-    if (exchange.unused_auto_delete()) delete_exchange_locked(exchange);
+    delete_unused(unused);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -583,9 +492,9 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
         detail::check_not_reserved(name, "queue");
     }
     std::string actual(name);
-    while (actual.empty() || queues_.contains(actual)) actual = generate_name("amq.gen-", 2 * ++name_counter_);
-    (void)queues_.add(detail::make_ref<queue_type>(actual, options, *clock_, static_cast<typename queue_type::host*>(this)));
-    if (parsed.message_ttl || parsed.expires) timed_queues_.fetch_add(1, std::memory_order_relaxed);
+    while (actual.empty() || queues_.contains(actual)) actual = detail::generated_name("amq.gen-", name_seed_, 2 * ++name_counter_);
+    (void)queues_.add(detail::make_ref<queue_type>(actual, options, *clock_, &dead_letters_));
+    if (parsed.message_ttl || parsed.expires) dispatcher_.count_timed_queue(true);
     return actual;
 }
 
@@ -593,12 +502,6 @@ template <message_type Message, threading_policy Policy>
 bool basic_broker<Message, Policy>::has_queue(std::string_view name) const {
     shared_lock lock(topology_);
     return queues_.contains(name);
-}
-
-template <message_type Message, threading_policy Policy>
-auto basic_broker<Message, Policy>::find_queue_ref(std::string_view name) const -> detail::ref_ptr<queue_type> {
-    shared_lock lock(topology_);
-    return queues_.slot(queues_.index_of(name));
 }
 
 template <message_type Message, threading_policy Policy>
@@ -614,9 +517,9 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
             shared_lock lock(topology_);
             if (const auto index = queues_.find(name)) queue = queues_.slot(*index);
         }
-        if (queue) queue->expire();
+        if (queue) expire_heads(*queue);
     }
-    ended_consumers ended;
+    typename queue_type::ended_consumers ended;
     std::size_t dropped = 0;
     std::string queue_name;
     {
@@ -636,47 +539,26 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
         ended = queue.close(&dropped);
         remove_queue_locked(*index);
     }
-    notify_cancelled(queue_name, ended); // AMQP's basic.cancel, outside the lock
+    dispatcher_.notify_cancelled(queue_name, ended); // AMQP's basic.cancel, outside the lock
     return dropped;
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::remove_queue_locked(std::uint32_t index) {
     const queue_arguments& args = queues_.slot(index)->arguments();
-    if (args.message_ttl || args.expires) timed_queues_.fetch_sub(1, std::memory_order_relaxed);
-    drop_incoming(destination(destination::kind::queue, index));
-    const std::size_t cursor = dispatch_cursor_.load(std::memory_order_relaxed);
+    if (args.message_ttl || args.expires) dispatcher_.count_timed_queue(false);
+    const auto unused = bindings_.remove_to(destination(destination::kind::queue, index));
+    const std::size_t cursor = dispatcher_.cursor();
     std::size_t moved = cursor;
     detail::deferred_release::defer(queues_.remove(index, moved));
-    if (moved != cursor) dispatch_cursor_.store(moved, std::memory_order_relaxed); // the list was compacted
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::notify_cancelled(const std::string& queue, const ended_consumers& ended) {
-    std::vector<std::pair<std::exception_ptr, const std::string*>> failures;
-    for (const auto& c : ended) {
-        if (!c->options.on_cancel) continue;
-        try {
-            c->options.on_cancel();
-        } catch (...) {
-            failures.emplace_back(std::current_exception(), &c->options.tag);
-        }
-    }
-    if (failures.empty()) return;
-    std::shared_ptr<const error_handler> handler;
-    {
-        shared_lock lock(topology_);
-        handler = error_handler_;
-    }
-    if (!handler) std::rethrow_exception(failures.front().first); // every on_cancel has run
-    for (const auto& [failure, tag] : failures) (*handler)(consumer_error{failure, queue, *tag, 0});
+    if (moved != cursor) dispatcher_.move_cursor(moved); // the list was compacted
+    delete_unused(unused);
 }
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::purge_queue(std::string_view name) {
-    auto queue = find_queue_ref(name);
-    queue->expire(); // expired heads are not purged: RabbitMQ's TTL timer removed them
-    return queue->purge();
+    // Expired heads are not purged: RabbitMQ's TTL timer removed them.
+    return expired_queue(name)->purge();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -697,8 +579,8 @@ void basic_broker<Message, Policy>::change_binding(bool add, std::string_view so
     unique_lock lock(topology_);
     exchange_node& from = exchanges_.get(source);
     const destination to = target();
-    if (add) add_binding(to, from, key, arguments);
-    else remove_binding(to, from, key, arguments);
+    if (add) bindings_.add(to, from, key, arguments);
+    else if (bindings_.remove(to, from, key, arguments)) delete_exchange_locked(from);
 }
 
 template <message_type Message, threading_policy Policy>
@@ -731,158 +613,79 @@ void basic_broker<Message, Policy>::unbind_exchange(std::string_view destination
                    binding_key, arguments);
 }
 
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::add_binding(destination target, exchange_node& source, std::string_view key,
-                                                const field_table& args) {
-    detail::binding b{source.index, target, std::string(key), args};
-    if (bindings_.contains(b)) return; // the same binding: nothing to do
-    // The exchange may refuse the arguments; nothing has changed yet, and if recording the
-    // binding fails the exchange forgets it again, so a refusal leaves no trace.
-    source.impl->bind(target, key, args);
-    try {
-        bindings_.add(std::move(b));
-    } catch (...) {
-        source.impl->unbind(target, key, args);
-        throw;
-    }
-    ++source.binding_count;
-    if (target.type() == destination::kind::exchange) ++source.exchange_targets;
-    source.had_binding = true;
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::forget_binding(exchange_node& source, const detail::binding& b) {
-    source.impl->unbind(b.target, b.key, b.arguments);
-    --source.binding_count;
-    if (b.target.type() == destination::kind::exchange) --source.exchange_targets;
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::remove_binding(destination target, exchange_node& source, std::string_view key,
-                                                   const field_table& args) {
-    const detail::binding b{source.index, target, std::string(key), args};
-    if (!bindings_.remove(b)) return; // removing one that does not exist does nothing
-    forget_binding(source, b);
-    maybe_auto_delete(source);
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::drop_incoming(destination target) {
-    for (const detail::binding& b : bindings_.take_to(target)) {
-        const detail::ref_ptr<exchange_node>& source = exchanges_.slot(b.source);
-        if (!source) continue;
-        forget_binding(*source, b);
-        maybe_auto_delete(*source);
-    }
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::drop_outgoing(exchange_node& exchange) {
-    // The exchange is going: its routing table goes with it, so only the graph is told.
-    (void)bindings_.take_from(exchange.index);
-    exchange.binding_count = 0;
-    exchange.exchange_targets = 0;
-}
-
 // ---------------------------------------------------------------------------------------
 // publishing
 
 template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::route(const exchange_node& exchange, const routing_view& view,
-                                          std::vector<destination>& out) const {
-    out.clear();
-    if (exchange.name.empty()) { // the default exchange: the queue named by the key
-        if (const auto index = queues_.find(view.routing_key)) out.push_back(destination(destination::kind::queue, *index));
-        return;
-    }
-    thread_local destination_list found;
-    detail::destination_list_access::clear(found);
-    if (exchange.exchange_targets == 0 && exchange.alternate.empty()) {
-        // Bound to queues only: one exchange's own route is the answer.
-        exchange.impl->route(view, found);
-        out = detail::destination_list_access::storage(found);
-        one_copy_per_queue(out);
-        return;
-    }
-    // Walk the exchanges the message reaches, as RabbitMQ's rabbit_exchange:route does:
-    // each exchange at most once (that ends cycles), and an exchange whose own bindings
-    // match nothing hands the message to its alternate exchange, if that exists.
-    thread_local std::vector<std::uint32_t> seen;
-    thread_local std::vector<std::uint32_t> pending;
-    seen.assign(1, exchange.index);
-    pending.assign(1, exchange.index);
-    auto visit_once = [](std::uint32_t index) {
-        if (std::find(seen.begin(), seen.end(), index) != seen.end()) return;
-        seen.push_back(index);
-        pending.push_back(index);
-    };
-    while (!pending.empty()) {
-        const exchange_node& x = *exchanges_.slot(pending.back());
-        pending.pop_back();
-        const std::size_t before = found.size();
-        x.impl->route(view, found);
-        if (found.size() == before) {
-            if (!x.alternate.empty()) {
-                if (const exchange_node* alternate = exchanges_.find(x.alternate)) visit_once(alternate->index);
-            }
-            continue;
-        }
-        for (std::size_t i = before; i < found.size(); ++i) {
-            const destination d = found[i];
-            if (d.type() == destination::kind::queue) out.push_back(d);
-            else visit_once(d.index());
-        }
-    }
-    one_copy_per_queue(out);
-}
-
-template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::publish_named(std::string_view exchange, Message& msg,
-                                                         publish_options options) {
+confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, std::string_view name, Message& msg,
+                                                       publish_options options) {
     // What the publish lets go of (messages dropped or dead-lettered on its way, perhaps
     // the stored message itself) goes once the lock is released.
     const detail::deferred_release::scope releases_after_unlock;
     detail::ref_ptr<exchange_node> node;
     detail::ref_ptr<node_type> stored;
     confirmation outcome;
-    {
-        shared_lock lock(topology_);
-        node = exchanges_.slot(exchanges_.get(exchange).index);
-        outcome = route_and_push(*node, msg, stored);
-    }
-    return finish_publish(outcome, *node, msg, options);
-}
-
-template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::publish_to(exchange_node& exchange, Message& msg, publish_options options) {
-    const detail::deferred_release::scope releases_after_unlock;
-    detail::ref_ptr<node_type> stored;
-    confirmation outcome;
-    {
-        shared_lock lock(topology_);
-        if (exchange.deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange.name));
-        outcome = route_and_push(exchange, msg, stored);
-    }
-    return finish_publish(outcome, exchange, msg, options);
-}
-
-template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::finish_publish(confirmation outcome, exchange_node& exchange, Message& msg,
-                                                           publish_options options) {
-    // A message some queue refused was routed: it is nacked, never returned.
-    if (outcome.routed > 0 || outcome.refused > 0 || !options.mandatory) return outcome;
     std::shared_ptr<const return_handler> handler;
     {
         shared_lock lock(topology_);
+        if (exchange == nullptr) {
+            node = exchanges_.slot(exchanges_.get(name).index);
+        } else {
+            if (exchange->deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange->name));
+            node = detail::ref_ptr<exchange_node>(exchange);
+        }
+        outcome = route_and_push(*node, msg, stored);
+        // A message some queue refused was routed: it is nacked, never returned.
+        if (outcome.routed > 0 || outcome.refused > 0 || !options.mandatory) return outcome;
         handler = return_handler_;
     }
-    exchange.returned.fetch_add(1, std::memory_order_relaxed);
+    node->returned.fetch_add(1, std::memory_order_relaxed);
     outcome.returned = true;
-    if (handler) {
-        returned_message returned{reply_code::no_route, "NO_ROUTE", exchange.name, std::move(msg)};
+    if (handler) { // basic.return, with no lock held
+        returned_message returned{reply_code::no_route, "NO_ROUTE", node->name, std::move(msg)};
         (*handler)(returned);
     }
     return outcome;
+}
+
+template <message_type Message, threading_policy Policy>
+confirmation basic_broker<Message, Policy>::route_and_push(exchange_node& exchange, Message& msg,
+                                                           detail::ref_ptr<node_type>& stored) {
+    detail::check_length(msg.routing_key, "routing key");
+    detail::validate_table(msg.properties.headers, "message headers");
+    if (exchange.options.internal) {
+        detail::raise(reply_code::access_refused, "cannot publish to internal exchange " + detail::quoted(exchange.name));
+    }
+    std::optional<std::chrono::milliseconds> ttl; // RabbitMQ checks it before routing
+    if (msg.properties.expiration) {
+        ttl = detail::parse_expiration(*msg.properties.expiration);
+        dispatcher_.note_expiring_message();
+    }
+    exchange.published.fetch_add(1, std::memory_order_relaxed);
+    thread_local std::vector<destination> targets;
+    detail::route(exchanges_, queues_, exchange, routing_view{msg.routing_key, msg.properties}, targets);
+    confirmation outcome;
+    if (targets.empty()) {
+        exchange.unroutable.fetch_add(1, std::memory_order_relaxed);
+        return outcome;
+    }
+    // One immutable node, shared by every queue that gets the message.
+    stored = detail::make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
+    thread_local typename router_type::jobs work;
+    work.clear();
+    dead_letters_.push(stored, targets, outcome, work);
+    if (outcome.refused > 0) {
+        outcome.ack = false;
+        exchange.nacked.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!work.empty()) dead_letters_.route(work);
+    return outcome;
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::make_publisher(std::string_view exchange) -> publisher {
+    shared_lock lock(topology_);
+    return publisher(this, exchanges_.slot(exchanges_.get(exchange).index));
 }
 
 template <message_type Message, threading_policy Policy>
@@ -898,143 +701,12 @@ void basic_broker<Message, Policy>::set_routing_cache_capacity(std::size_t entri
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::set_return_handler(return_handler handler) {
     std::shared_ptr<const return_handler> replaced = handler ? std::make_shared<const return_handler>(std::move(handler)) : nullptr;
-    {
-        unique_lock lock(topology_);
-        std::swap(return_handler_, replaced);
-    } // the old handler, perhaps its last reference, goes here: after the lock
+    unique_lock lock(topology_);
+    std::swap(return_handler_, replaced); // the old one, perhaps its last reference, goes after the lock
 }
 
-template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::route_and_push(exchange_node& exchange, Message& msg,
-                                                           detail::ref_ptr<node_type>& stored) {
-    detail::check_length(msg.routing_key, "routing key");
-    detail::validate_table(msg.properties.headers, "message headers");
-    if (exchange.options.internal) {
-        detail::raise(reply_code::access_refused,
-                      "cannot publish to internal exchange " + detail::quoted(exchange.name));
-    }
-    std::optional<std::chrono::milliseconds> ttl; // RabbitMQ checks it before routing
-    if (msg.properties.expiration) {
-        ttl = detail::parse_expiration(*msg.properties.expiration);
-        if (!expiring_messages_.load(std::memory_order_relaxed)) expiring_messages_.store(true, std::memory_order_relaxed);
-    }
-    exchange.published.fetch_add(1, std::memory_order_relaxed);
-    thread_local std::vector<destination> targets;
-    route(exchange, routing_view{msg.routing_key, msg.properties}, targets);
-    confirmation outcome;
-    if (targets.empty()) {
-        exchange.unroutable.fetch_add(1, std::memory_order_relaxed);
-        return outcome;
-    }
-    // One immutable node, shared by every queue that gets the message.
-    stored = detail::make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
-    thread_local std::vector<pending_dead_letter> work;
-    work.clear();
-    push_to_queues(stored, targets, outcome, work, nullptr);
-    if (outcome.refused > 0) {
-        outcome.ack = false;
-        exchange.nacked.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (!work.empty()) route_dead_letters(work);
-    return outcome;
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::push_to_queues(const detail::ref_ptr<node_type>& node,
-                                                   const std::vector<destination>& targets, confirmation& outcome,
-                                                   std::vector<pending_dead_letter>& work, const field_table* cycle_check,
-                                                   std::uint32_t hops) {
-    thread_local dead_letters dead;
-    for (const destination d : targets) {
-        const detail::ref_ptr<queue_type>& queue = queues_.slot(d.index());
-        if (cycle_check != nullptr && detail::is_dead_letter_cycle(*cycle_check, queue->name())) {
-            // A fully automatic dead-letter cycle: RabbitMQ drops the message for this queue.
-            dead_letter_cycles_.fetch_add(1, std::memory_order_relaxed);
-            continue;
-        }
-        dead.clear();
-        switch (queue->push(node, dead)) {
-        case queue_type::push_result::accepted: ++outcome.routed; break;
-        case queue_type::push_result::refused: ++outcome.refused; break;
-        case queue_type::push_result::closed: break;
-        }
-        for (auto& letter : dead) {
-            work.push_back(pending_dead_letter{queue, std::move(letter.message), letter.reason, hops});
-        }
-    }
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::route_dead_letters(std::vector<pending_dead_letter>& work) {
-    if constexpr (std::is_copy_constructible_v<Message>) {
-        std::vector<destination> targets;
-        // In order, so dead letters reach their queues in the order they died; routing one
-        // may add more (a full queue dropping its head), which join the end.
-        for (std::size_t i = 0; i < work.size(); ++i) {
-            // Its references (the message, perhaps the last one, and its queue) go once
-            // the lock is released.
-            struct release_later {
-                pending_dead_letter& l;
-                ~release_later() {
-                    detail::deferred_release::defer(std::move(l.message));
-                    detail::deferred_release::defer(std::move(l.from));
-                }
-            };
-            pending_dead_letter letter = std::move(work[i]);
-            const release_later keep_until_unlocked{letter};
-            if (letter.hops >= max_dead_letter_hops) {
-                dead_letter_cycles_.fetch_add(1, std::memory_order_relaxed);
-                continue;
-            }
-            const queue_arguments& args = letter.from->arguments();
-            exchange_node* found = exchanges_.find(*args.dead_letter_exchange);
-            if (found == nullptr) {
-                dead_letters_without_exchange_.fetch_add(1, std::memory_order_relaxed);
-                continue;
-            }
-            exchange_node& dlx = *found;
-            // rabbit_dead_letter:make_msg: x-death, the dead-letter routing key, no expiration.
-            const Message& original = letter.message->message;
-            Message copy = original;
-            detail::record_death(copy.properties.headers,
-                                 {letter.reason, letter.from->name(), letter.message->exchange_name(), original.routing_key,
-                                  clock_->unix_seconds(), original.properties.expiration});
-            copy.properties.expiration.reset();
-            if (args.dead_letter_routing_key) {
-                copy.routing_key = *args.dead_letter_routing_key;
-                copy.properties.headers.erase("CC");
-            }
-            dlx.published.fetch_add(1, std::memory_order_relaxed);
-            // The copy is stored before it is routed, so that whatever becomes of it (no
-            // route, every queue refusing it) it is let go of after the lock, as a copy of
-            // a user's body is user code.
-            auto node = detail::make_ref<node_type>(std::move(copy), dlx.shared_name);
-            route(dlx, routing_view{node->message.routing_key, node->message.properties}, targets);
-            if (targets.empty()) {
-                dlx.unroutable.fetch_add(1, std::memory_order_relaxed);
-            } else {
-                confirmation ignored;
-                push_to_queues(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
-            }
-            detail::deferred_release::defer(std::move(node));
-        }
-    } else {
-        (void)work; // declare_queue refuses dead-letter exchanges for move-only messages
-    }
-    work.clear(); // every entry was moved from
-}
-
-template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::dead_letter(queue_type& from, dead_letters& letters) {
-    std::vector<pending_dead_letter> work;
-    work.reserve(letters.size());
-    for (auto& letter : letters) {
-        work.push_back(pending_dead_letter{detail::ref_ptr<queue_type>(&from), std::move(letter.message), letter.reason});
-    }
-    letters.clear();
-    shared_lock lock(topology_);
-    route_dead_letters(work);
-}
+// ---------------------------------------------------------------------------------------
+// observation
 
 template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::exchange_stats(std::string_view name) const -> exchange_counters {
@@ -1045,66 +717,7 @@ auto basic_broker<Message, Policy>::exchange_stats(std::string_view name) const 
 template <message_type Message, threading_policy Policy>
 topology_snapshot basic_broker<Message, Policy>::snapshot() const {
     shared_lock lock(topology_);
-    topology_snapshot out;
-    exchanges_.for_each([&](const exchange_node& x) {
-        out.exchanges.push_back({x.name, x.type, x.options.durable, x.options.auto_delete, x.options.internal,
-                                 x.options.arguments, x.counters()});
-        bindings_.for_each_from(x.index, [&](const detail::binding& b) {
-            const bool to_exchange = b.target.type() == destination::kind::exchange;
-            const std::string& name =
-                to_exchange ? exchanges_.slot(b.target.index())->name : queues_.slot(b.target.index())->name();
-            out.bindings.push_back({x.name, name, to_exchange, b.key, b.arguments});
-        });
-    });
-    std::sort(out.exchanges.begin(), out.exchanges.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-    std::sort(out.bindings.begin(), out.bindings.end(), [](const auto& a, const auto& b) {
-        return std::tie(a.source, a.destination, a.key) < std::tie(b.source, b.destination, b.key);
-    });
-    for (const auto& q : queues_.list().queues) {
-        if (!q) continue; // deleted
-        out.queues.push_back({q->name(), q->options(), q->counters()});
-        for (const auto& [id, options] : q->consumer_list()) {
-            out.consumers.push_back({q->name(), options.tag, options.ack, options.prefetch, options.exclusive,
-                                     options.priority, q->is_active_consumer(id)});
-        }
-    }
-    return out;
-}
-
-template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::expire() {
-    detail::ref_ptr<queue_list> list;
-    {
-        shared_lock lock(topology_);
-        list = queues_.walk();
-    }
-    std::size_t expired = 0;
-    bool unused = false;
-    const clock::time_point now = clock_->now();
-    for (const auto& queue : list->queues) {
-        if (!queue) continue; // deleted
-        if (queue->may_expire()) expired += queue->expire();
-        unused = unused || queue->unused_too_long(now);
-    }
-    if (unused) { // x-expires: delete the queues unused for too long
-        const detail::deferred_release::scope releases_after_unlock;
-        unique_lock lock(topology_);
-        for (const auto& queue : list->queues) {
-            if (!queue) continue;
-            const auto index = queues_.slot_of(*queue);
-            if (!index) continue;
-            // Still unused, checked as it closes: a consumer that subscribed meanwhile
-            // keeps it, so x-expires never cancels one.
-            if (queue->close_if_unused(now)) remove_queue_locked(*index);
-        }
-    }
-    return expired;
-}
-
-template <message_type Message, threading_policy Policy>
-auto basic_broker<Message, Policy>::make_publisher(std::string_view exchange) -> publisher {
-    shared_lock lock(topology_);
-    return publisher(this, exchanges_.slot(exchanges_.get(exchange).index));
+    return detail::take_snapshot(exchanges_, queues_, bindings_);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1112,7 +725,12 @@ auto basic_broker<Message, Policy>::make_publisher(std::string_view exchange) ->
 
 template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::try_get(std::string_view queue, ack_mode mode) -> std::optional<delivery> {
-    return find_queue_ref(queue)->try_get(mode);
+    auto q = find_queue_ref(queue);
+    const detail::deferred_release::scope releases_after_unlock;
+    dead_letters dead;
+    auto got = q->try_get(mode, dead);
+    dead_letters_.route_from(*q, dead);
+    return got;
 }
 
 template <message_type Message, threading_policy Policy>
@@ -1120,7 +738,11 @@ template <class Rep, class Period>
     requires Policy::thread_safe
 auto basic_broker<Message, Policy>::try_get_for(std::string_view queue, std::chrono::duration<Rep, Period> timeout,
                                                 ack_mode mode) -> std::optional<delivery> {
-    return find_queue_ref(queue)->try_get_for(timeout, mode);
+    auto q = find_queue_ref(queue);
+    // Through a pass, not this broker: another thread may destroy the broker during the wait.
+    return q->try_get_for(timeout, mode, [&q](dead_letters& dead) {
+        if (auto pass = q->pass_to_router()) pass->route_from(*q, dead);
+    });
 }
 
 template <message_type Message, threading_policy Policy>
@@ -1132,65 +754,50 @@ auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback f
     const std::uint64_t id = next_consumer_id_.fetch_add(1, std::memory_order_relaxed) + 1;
     // Like RabbitMQ's amq.ctag-<22 characters>; the consumer id keeps it unique. The odd
     // serials are ours, so a tag never repeats a queue name.
-    if (options.tag.empty()) options.tag = generate_name("amq.ctag-", 2 * id + 1);
+    if (options.tag.empty()) options.tag = detail::generated_name("amq.ctag-", name_seed_, 2 * id + 1);
     std::string tag = options.tag;
     target->add_consumer(id, std::move(options), std::move(fn));
     return subscription(this, std::move(target), id, std::move(tag));
 }
 
 template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::delete_auto_delete_queue(queue_type& queue) noexcept {
+void basic_broker<Message, Policy>::consumer_ended(queue_type& queue, dead_letters& dead, bool last_consumer_gone) noexcept {
+    dead_letters_.route_from(queue, dead);
+    if (!last_consumer_gone || !queue.options().auto_delete) return;
     const detail::deferred_release::scope releases_after_unlock;
     unique_lock lock(topology_);
     // Another thread may have subscribed since the last consumer left: then the queue is in
     // use again and stays, as in RabbitMQ. The check and the closing are one step, so no
     // consumer is ever cancelled here (and no on_cancel can throw into this noexcept path).
-    if (const auto index = queues_.slot_of(queue); index && queue.close_if_unused()) {
-        remove_queue_locked(*index);
-    }
+    if (const auto index = queues_.slot_of(queue); index && queue.close_if_unused()) remove_queue_locked(*index);
 }
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::set_error_handler(error_handler handler) {
-    std::shared_ptr<const error_handler> replaced = handler ? std::make_shared<const error_handler>(std::move(handler)) : nullptr;
-    {
-        unique_lock lock(topology_);
-        std::swap(error_handler_, replaced);
-    } // the old handler, perhaps its last reference, goes here: after the lock
+    dispatcher_.set_error_handler(std::move(handler));
 }
 
 template <message_type Message, threading_policy Policy>
-void basic_broker<Message, Policy>::report(std::exception_ptr failure, const std::string& queue,
-                                           const std::string& consumer_tag, std::uint64_t delivery_tag) {
-    std::shared_ptr<const error_handler> handler;
+std::size_t basic_broker<Message, Policy>::expire() {
+    detail::ref_ptr<typename queue_table::walk_list> list;
     {
         shared_lock lock(topology_);
-        handler = error_handler_;
+        list = queues_.walk();
     }
-    if (!handler) std::rethrow_exception(failure);
-    (*handler)(consumer_error{std::move(failure), queue, consumer_tag, delivery_tag});
-}
-
-template <message_type Message, threading_policy Policy>
-bool basic_broker<Message, Policy>::run_callback(typename queue_type::pending_callback& pending, queue_type& queue) {
-    std::exception_ptr failure;
-    try {
-        pending.target->callback(pending.delivery);
-    } catch (...) {
-        failure = std::current_exception();
+    const clock::time_point now = clock_->now();
+    const auto result = dispatcher_.expire(*list, now);
+    if (result.unused_queues) { // x-expires: delete the queues unused for too long
+        const detail::deferred_release::scope releases_after_unlock;
+        unique_lock lock(topology_);
+        for (const auto& queue : list->queues) {
+            if (!queue) continue;
+            const auto index = queues_.slot_of(*queue);
+            // Still unused, checked as it closes: a consumer that subscribed meanwhile
+            // keeps it, so x-expires never cancels one.
+            if (index && queue->close_if_unused(now)) remove_queue_locked(*index);
+        }
     }
-    const std::uint64_t tag = pending.delivery.delivery_tag();
-    if (failure && pending.delivery.pending()) {
-        pending.delivery.reject(false); // see the class comment: no endless redelivery
-    }
-    queue.finish(*pending.target);
-    if (failure) report(std::move(failure), queue.name(), pending.target->options.tag, tag);
-    return true;
-}
-
-template <message_type Message, threading_policy Policy>
-std::size_t basic_broker<Message, Policy>::dispatch(std::size_t max_messages) {
-    return dispatch_some(max_messages, [] { return false; });
+    return result.expired;
 }
 
 template <message_type Message, threading_policy Policy>
@@ -1216,36 +823,13 @@ std::size_t basic_broker<Message, Policy>::dispatch_for(std::chrono::duration<Re
 template <message_type Message, threading_policy Policy>
 template <class Stop>
 std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_messages, Stop&& stop) {
-    if (timed_queues_.load(std::memory_order_relaxed) > 0 || expiring_messages_.load(std::memory_order_relaxed)) {
-        expire(); // what RabbitMQ's timers would have done by now
-    }
-    detail::ref_ptr<queue_list> list;
+    if (dispatcher_.time_matters()) expire(); // what RabbitMQ's timers would have done by now
+    detail::ref_ptr<typename queue_table::walk_list> list;
     {
         shared_lock lock(topology_);
         list = queues_.walk();
     }
-    const std::size_t n = list->queues.size();
-    if (n == 0) return 0;
-    // Rounds go on from the queue after the last one served, so a small budget per call
-    // (one frame's worth) still reaches every queue in turn.
-    std::size_t next = dispatch_cursor_.load(std::memory_order_relaxed) % n;
-    std::size_t delivered = 0;
-    std::size_t idle = 0; // queues in a row that had nothing to deliver
-    while (delivered < max_messages && idle < n) {
-        if (stop()) break;
-        queue_type* queue = list->queues[next].get();
-        next = next + 1 == n ? 0 : next + 1;
-        auto pending = queue == nullptr ? std::nullopt : queue->next_callback(); // null: deleted
-        if (!pending) {
-            ++idle;
-            continue;
-        }
-        idle = 0;
-        ++delivered;
-        dispatch_cursor_.store(next, std::memory_order_relaxed);
-        run_callback(*pending, *queue);
-    }
-    return delivered;
+    return dispatcher_.run(*list, max_messages, std::forward<Stop>(stop));
 }
 
 } // namespace warren

@@ -7,9 +7,11 @@
 #include <string_view>
 #include <utility>
 
+#include "detail/core/deferred_release.hpp"
 #include "detail/core/ref_ptr.hpp"
 #include "detail/core/shared_text.hpp"
 #include "detail/message/message_node.hpp"
+#include "error.hpp"
 #include "fwd.hpp"
 #include "message.hpp"
 #include "options.hpp"
@@ -109,7 +111,34 @@ private:
 
 } // namespace warren
 
-// ack() and nack() settle with the queue, which holds deliveries in turn: the queue's header
-// comes last, so that including this header alone gives a delivery that can be settled.
-// (queue.hpp includes this header first; #pragma once ends the circle either way.)
-#include "queue.hpp"
+// ack() and nack() settle with the queue, and a nack without requeue hands the message it
+// rejects to the dead-letter router. Both headers come here, at the end, so that this header
+// alone gives a delivery that can be settled. (queue.hpp includes this header first;
+// #pragma once ends the circle either way.)
+#include "detail/broker/dead_letter_router.hpp"
+
+namespace warren {
+
+template <class Message, threading_policy Policy>
+void basic_delivery<Message, Policy>::ack(bool multiple) {
+    if (!queue_) detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag_));
+    const detail::deferred_release::scope releases_after_unlock; // perhaps the message's last reference
+    auto q = std::move(queue_);
+    typename queue::dead_letters none; // an ack lets nothing go
+    q->settle(tag_, multiple, true, false, none);
+}
+
+template <class Message, threading_policy Policy>
+void basic_delivery<Message, Policy>::nack(bool multiple, bool requeue) {
+    if (!queue_) detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag_));
+    const detail::deferred_release::scope releases_after_unlock;
+    auto q = std::move(queue_);
+    typename queue::dead_letters dead;
+    q->settle(tag_, multiple, false, requeue, dead);
+    // A broker going away hands out an empty pass: the letters are then dropped here.
+    if (!dead.empty()) {
+        if (auto pass = q->pass_to_router()) pass->route_from(*q, dead);
+    }
+}
+
+} // namespace warren

@@ -44,21 +44,21 @@ public:
     /// Routes `msg` and returns how many queues got it (0: unroutable; with
     /// `options.mandatory` it then goes to the broker's return handler).
     [[nodiscard]] std::size_t publish(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(*exchange_, msg, options).routed;
+        return broker_->publish_to(exchange_.get(), {}, msg, options).routed;
     }
     /// Publishes a copy of `msg`.
     [[nodiscard]] std::size_t publish(const message_type& msg, publish_options options = {}) const {
         message_type copy(msg);
-        return broker_->publish_to(*exchange_, copy, options).routed;
+        return broker_->publish_to(exchange_.get(), {}, copy, options).routed;
     }
     /// Publishes and reports the confirm: see basic_broker::publish_confirmed.
     [[nodiscard]] confirmation publish_confirmed(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(*exchange_, msg, options);
+        return broker_->publish_to(exchange_.get(), {}, msg, options);
     }
     /// Publishes a copy of `msg` and reports the confirm.
     [[nodiscard]] confirmation publish_confirmed(const message_type& msg, publish_options options = {}) const {
         message_type copy(msg);
-        return broker_->publish_to(*exchange_, copy, options);
+        return broker_->publish_to(exchange_.get(), {}, copy, options);
     }
 
     /// The exchange's name.

@@ -1,7 +1,7 @@
 #pragma once
 /// @file queue.hpp
-/// basic_queue: ready messages (by priority), consumers, prefetch, acknowledgements, TTL,
-/// length limits and dead letters.
+/// basic_queue: a queue's rules over its three stores (ready messages, consumers, unacked
+/// deliveries): prefetch, acknowledgements, TTL, length limits and what it lets go of.
 
 #include <algorithm>
 #include <chrono>
@@ -21,37 +21,40 @@
 #include "delivery.hpp"
 #include "detail/core/deferred_release.hpp"
 #include "detail/core/ref_ptr.hpp"
-#include "detail/core/ring.hpp"
 #include "detail/core/saturate.hpp"
 #include "detail/message/message_node.hpp"
-#include "detail/message/x_death.hpp"
+#include "detail/queue/consumer_rotation.hpp"
+#include "detail/queue/ready_store.hpp"
+#include "detail/queue/unacked_ledger.hpp"
 #include "error.hpp"
-#include "field_table.hpp"
 #include "options.hpp"
 #include "policy.hpp"
 #include "queue_arguments.hpp"
 #include "stats.hpp"
 
 namespace warren {
+namespace detail {
+template <class Message, class Policy>
+class dead_letter_router;
+} // namespace detail
 
 /// A queue: ready messages in order, the consumers that take them, and the deliveries not
-/// yet settled. Applications reach queues through basic_broker; this class is the
-/// storage and consumer logic behind it.
-///
-/// Order: messages leave in the order they arrived, higher priorities first when the queue
-/// has x-max-priority; a requeued message goes back to its original position (as in
-/// RabbitMQ's classic queues). Consumers form a rotation as in RabbitMQ: the one served
-/// moves to the back, a new one joins at the back, and one at its prefetch limit sits out
-/// until an ack frees it, then rejoins at the back. Higher consumer priorities go first;
-/// with x-single-active-consumer only the earliest remaining consumer receives.
+/// yet settled. Applications reach queues through basic_broker; this class holds the
+/// rules, over detail::ready_store (order, priorities, requeue position),
+/// detail::consumer_rotation (whose turn it is) and detail::unacked_ledger (what waits for
+/// an ack).
 ///
 /// Messages the queue lets go of other than by delivery (expired, over the length limit,
-/// rejected) are dead letters: they go to the queue's host (the broker), which routes them
-/// to the dead-letter exchange, or they are dropped and counted.
+/// rejected) are dead letters: every operation that can let go of some appends them to
+/// the `dead` it is given, and its caller hands them to the dead-letter router (or, with
+/// no dead-letter exchange, the queue drops and counts them). The queue itself never
+/// calls the router: it only keeps its address for the deliveries it hands out, behind
+/// pass_to_router().
 ///
 /// Lifetimes: the queue never destroys a message or a consumer while it holds its lock;
 /// the references it lets go of are deferred (detail::deferred_release) and dropped once
-/// the operation's locks are released, since their destructors run user code.
+/// the caller's locks are released, since their destructors run user code. Every member
+/// that can let go of something expects the caller to hold a deferred_release::scope.
 ///
 /// Thread safety: every member is thread-safe under multi_threaded (one mutex per queue);
 /// owner thread only under single_threaded.
@@ -61,24 +64,9 @@ public:
     using delivery_type = basic_delivery<Message, Policy>;
     using callback_type = std::function<void(delivery_type&)>;
     using node_type = detail::message_node<Message, Policy>;
+    using consumer = detail::consumer<callback_type, Policy>;
+    using router_type = detail::dead_letter_router<Message, Policy>;
     using time_point = clock::time_point;
-
-    /// A consumer: its options, its callback and its bookkeeping.
-    struct consumer : detail::ref_counted<Policy> {
-        consumer(std::uint64_t consumer_id, consumer_options opts, callback_type fn)
-            : id(consumer_id), options(std::move(opts)), callback(std::move(fn)),
-              tag(detail::make_ref<detail::shared_text<Policy>>(options.tag)) {}
-        std::uint64_t id; // ascending in subscription order
-        consumer_options options;
-        callback_type callback;
-        detail::ref_ptr<detail::shared_text<Policy>> tag; // shared with its deliveries
-        std::uint32_t unacked = 0;
-        bool busy = false;        // its callback is running: never run it twice at once
-        bool blocked = false;     // sat out at its prefetch limit; rejoins at the back when freed
-        bool cancelled = false;   // its subscription ended
-        std::uint64_t in_flight = 0; // tag whose callback is running, if manual
-        std::thread::id runner;      // the thread running its callback (multi_threaded)
-    };
 
     /// A delivery picked for a consumer, to be run outside the queue's lock.
     struct pending_callback {
@@ -93,25 +81,16 @@ public:
     };
     using dead_letters = std::vector<dead_letter>;
 
-    /// Who takes the queue's dead letters: the broker. Called with no queue lock held; it
-    /// must not drop the letters' last references under its own locks (it defers them).
-    class host {
-    public:
-        virtual void dead_letter(basic_queue& from, dead_letters& letters) = 0;
-
-    protected:
-        ~host() = default;
-    };
-
     /// What became of a pushed message.
     enum class push_result : std::uint8_t { accepted, refused, closed };
 
     /// A queue named `name`; `options.arguments` must already be valid (see
-    /// queue_arguments::parse). Time comes from `time`; dead letters go to `owner`.
-    basic_queue(std::string name, queue_options options, const clock& time, host* owner)
+    /// queue_arguments::parse). Time comes from `time`; `router` is where the holders of
+    /// its deliveries send what settling them lets go of.
+    basic_queue(std::string name, queue_options options, const clock& time, router_type* router)
         : name_(std::move(name)), options_(std::move(options)),
-          arguments_(queue_arguments::parse(options_.arguments, name_)), clock_(&time), host_(owner),
-          levels_(std::size_t{arguments_.max_priority} + 1) {
+          arguments_(queue_arguments::parse(options_.arguments, name_)), clock_(&time), router_(router),
+          ready_(arguments_.max_priority), consumers_(arguments_.single_active_consumer) {
         if (arguments_.expires) last_used_ = clock_->now();
     }
 
@@ -125,7 +104,7 @@ public:
     /// Messages ready for delivery (expired ones not yet removed included; see expire()).
     [[nodiscard]] std::size_t message_count() const {
         std::lock_guard lock(mutex_);
-        return ready_count_;
+        return ready_.size();
     }
     /// Current consumers.
     [[nodiscard]] std::size_t consumer_count() const {
@@ -136,9 +115,9 @@ public:
     [[nodiscard]] queue_counters counters() const {
         std::lock_guard lock(mutex_);
         queue_counters c = counters_;
-        c.ready = ready_count_;
-        c.unacked = unacked_count_;
-        c.ready_bytes = ready_bytes_;
+        c.ready = ready_.size();
+        c.unacked = unacked_.count();
+        c.ready_bytes = ready_.bytes();
         c.consumers = consumers_.size();
         return c;
     }
@@ -147,71 +126,65 @@ public:
         std::lock_guard lock(mutex_);
         return closed_;
     }
-    /// Whether the tag belongs to the consumer that receives under single-active-consumer
-    /// (always true without it).
+    /// Whether the consumer receives under single-active-consumer (always true without it).
     [[nodiscard]] bool is_active_consumer(std::uint64_t consumer_id) const {
         std::lock_guard lock(mutex_);
-        if (!arguments_.single_active_consumer) return true;
-        const consumer* active = single_active();
-        return active != nullptr && active->id == consumer_id;
+        return consumers_.is_active(consumer_id);
     }
     /// A copy of the consumers' ids and options, in rotation order.
     [[nodiscard]] std::vector<std::pair<std::uint64_t, consumer_options>> consumer_list() const {
         std::lock_guard lock(mutex_);
         std::vector<std::pair<std::uint64_t, consumer_options>> out;
-        for (const auto& c : consumers_) {
+        for (const auto& c : consumers_.consumers()) {
             if (!c->cancelled) out.emplace_back(c->id, c->options);
         }
         return out;
     }
 
     /// Appends a message, applying the length limit. Dead letters it causes (drop-head,
-    /// reject-publish-dlx, expired heads) are appended to `dead` for the caller to route.
-    /// The caller holds a detail::deferred_release::scope open, which drops the messages
-    /// it lets go of once the caller's locks are released.
+    /// reject-publish-dlx, expired heads) join `dead`.
     push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead);
 
-    /// Takes the next ready message, as AMQP basic.get does.
-    [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode);
+    /// Takes the next ready message, as AMQP basic.get does; expired heads join `dead`.
+    [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode, dead_letters& dead);
 
-    /// Waits up to `timeout` for a message. multi_threaded only.
-    template <class Rep, class Period>
+    /// Waits up to `timeout` for a message. Heads that expire meanwhile are handed to
+    /// `route_now(dead_letters&)` at once, with no lock held, never kept through the wait.
+    /// multi_threaded only.
+    template <class Rep, class Period, class RouteNow>
         requires Policy::thread_safe
-    [[nodiscard]] std::optional<delivery_type> try_get_for(std::chrono::duration<Rep, Period> timeout, ack_mode mode);
+    [[nodiscard]] std::optional<delivery_type> try_get_for(std::chrono::duration<Rep, Period> timeout, ack_mode mode,
+                                                           RouteNow&& route_now);
 
-    /// Adds a consumer. Throws access_refused (403) when an exclusive consumer holds the
-    /// queue or `options.exclusive` is asked of a queue that has consumers or
-    /// x-single-active-consumer, and not_allowed (530) when the tag is already in use on this queue.
+    /// Adds a consumer: refusals as for detail::consumer_rotation::check_can_join, and
+    /// not_found (404) once the queue is deleted.
     detail::ref_ptr<consumer> add_consumer(std::uint64_t id, consumer_options options, callback_type callback);
 
     /// Ends a consumer: its unacknowledged messages return to the queue (one whose
-    /// callback is running returns when the callback does, unless settled). Returns
-    /// whether it was still subscribed, and whether the queue now has no consumers. Under
-    /// multi_threaded it first waits for the consumer's callback if that runs on another
-    /// thread, also when the queue was deleted meanwhile; otherwise, on a deleted queue it
-    /// returns at once, finding nothing to end.
+    /// callback is running returns when the callback does, unless settled); dead letters
+    /// that causes join `dead`. Returns whether it was still subscribed, and whether the
+    /// queue now has no consumers. Under multi_threaded it first waits for the consumer's
+    /// callback if that runs on another thread, also when the queue was deleted meanwhile;
+    /// otherwise, on a deleted queue it returns at once, finding nothing to end.
     struct cancel_result {
         bool cancelled = false;
         bool last_consumer_gone = false;
     };
-    cancel_result cancel(std::uint64_t consumer_id);
+    cancel_result cancel(std::uint64_t consumer_id, dead_letters& dead);
 
     /// Picks the next message and consumer for push delivery, or nothing if no consumer can
     /// take a message now. The caller runs the callback, then calls finish().
-    [[nodiscard]] std::optional<pending_callback> next_callback();
+    [[nodiscard]] std::optional<pending_callback> next_callback(dead_letters& dead);
     /// Marks a consumer's callback as returned.
-    void finish(consumer& c);
+    void finish(consumer& c, dead_letters& dead);
 
     /// Settles `tag` (and with `multiple`, the same owner's earlier tags). Throws
     /// precondition_failed (406) for a tag that is not pending. A deleted queue accepts and
     /// ignores settlements, as RabbitMQ does.
-    void settle(std::uint64_t tag, bool multiple, bool ack, bool requeue);
+    void settle(std::uint64_t tag, bool multiple, bool ack, bool requeue, dead_letters& dead);
 
-    /// Removes the expired messages at the head, as RabbitMQ does: a message whose TTL
-    /// passed behind one that has not (of its own priority or a higher one) waits until
-    /// it reaches the head.
-    /// Returns how many expired.
-    std::size_t expire();
+    /// Removes the expired messages at the head (see detail::ready_store). Returns how many.
+    std::size_t expire(dead_letters& dead);
     /// Whether it can hold expiring messages (x-message-ttl, or one with an expiration).
     [[nodiscard]] bool may_expire() const {
         std::lock_guard lock(mutex_);
@@ -234,7 +207,7 @@ public:
 
     /// The consumers a closing queue ended: the caller runs their on_cancel (where the
     /// deletion is AMQP's basic.cancel) and lets go of them once every lock is released.
-    using ended_consumers = std::vector<detail::ref_ptr<consumer>>;
+    using ended_consumers = typename detail::consumer_rotation<consumer>::list;
     /// Deletes the queue: drops its messages, ends its consumers, and returns them. Sets
     /// `ready_dropped` (if given) to the ready messages it dropped, counted under its lock.
     ended_consumers close(std::size_t* ready_dropped = nullptr);
@@ -242,69 +215,74 @@ public:
     /// the deletion are one step, so no consumer can subscribe in between. Returns whether
     /// it deleted it.
     bool close_if_unused(time_point unused_since_before = time_point::max());
-    /// Stops handing dead letters to the host, once any hand-over in progress on another
-    /// thread has finished: the broker calls it as it is destroyed.
-    void detach_host();
+
+    /// The dead-letter router, held for as long as the pass lives: the broker, as it goes
+    /// away, waits for every pass to end (detach_router) and then hands out empty ones.
+    class router_pass {
+    public:
+        router_pass(router_pass&& other) noexcept
+            : queue_(std::exchange(other.queue_, nullptr)), router_(std::exchange(other.router_, nullptr)) {}
+        router_pass(const router_pass&) = delete;
+        router_pass& operator=(const router_pass&) = delete;
+        router_pass& operator=(router_pass&&) = delete;
+        ~router_pass() {
+            if (router_ == nullptr) return;
+            std::lock_guard lock(queue_->mutex_);
+            --queue_->passes_;
+            if constexpr (Policy::thread_safe) queue_->idle_.notify_all();
+        }
+        [[nodiscard]] explicit operator bool() const noexcept { return router_ != nullptr; }
+        router_type* operator->() const noexcept { return router_; }
+
+    private:
+        friend basic_queue;
+        router_pass(basic_queue* q, router_type* r) noexcept : queue_(q), router_(r) {}
+        basic_queue* queue_;
+        router_type* router_;
+    };
+    /// A pass to the dead-letter router, empty once the broker is going away. For the
+    /// holders of deliveries and subscriptions, which may outlive the broker.
+    [[nodiscard]] router_pass pass_to_router() {
+        std::lock_guard lock(mutex_);
+        if (router_ != nullptr) ++passes_;
+        return router_pass(router_ == nullptr ? nullptr : this, router_);
+    }
+    /// Hands out no more passes, once those held on other threads have ended: the broker
+    /// calls it as it is destroyed.
+    void detach_router() {
+        std::unique_lock lock(mutex_);
+        router_ = nullptr;
+        if constexpr (Policy::thread_safe) idle_.wait(lock, [&] { return passes_ == 0; });
+    }
 
 private:
-    struct ready_entry {
-        detail::ref_ptr<node_type> message;
-        std::uint64_t sequence; // arrival order, kept across requeues
-        time_point expires;     // time_point::max() when it never expires
-        bool redelivered;
-    };
-    struct unacked_entry {
-        std::uint64_t tag;
-        std::uint64_t owner; // consumer id, 0 for try_get
-        ready_entry entry;   // entry.message is empty once settled
-    };
+    using ready_entry = typename detail::ready_store<node_type>::entry;
 
-    [[nodiscard]] std::size_t level_of(const node_type& msg) const noexcept {
-        const std::uint8_t p = msg.message.properties.priority.value_or(0);
-        return std::min<std::size_t>(p, arguments_.max_priority);
-    }
-    [[nodiscard]] std::size_t head_level() const noexcept {
-        for (std::size_t level = levels_.size(); level-- > 0;) {
-            if (!levels_[level].empty()) return level;
-        }
-        return 0;
-    }
     [[nodiscard]] time_point expiry_of(const node_type& msg) const noexcept;
     [[nodiscard]] bool over_limit() const noexcept {
-        return (arguments_.max_length && ready_count_ > *arguments_.max_length) ||
-               (arguments_.max_length_bytes && ready_bytes_ > *arguments_.max_length_bytes);
+        return (arguments_.max_length && ready_.size() > *arguments_.max_length) ||
+               (arguments_.max_length_bytes && ready_.bytes() > *arguments_.max_length_bytes);
     }
     [[nodiscard]] bool unused_too_long_locked(time_point now) const noexcept {
         return arguments_.expires && consumers_.empty() && detail::saturating_sub(now, last_used_) >= *arguments_.expires;
     }
-    [[nodiscard]] static bool expired(const ready_entry& e, time_point now) noexcept {
-        return e.expires != time_point::max() && e.expires <= now; // max: never (or saturated)
-    }
-    ready_entry take_from(std::size_t level);
-    ready_entry take_head() { return take_from(head_level()); }
     void let_go(detail::ref_ptr<node_type> msg, death_reason reason, dead_letters& dead);
     void drop_head_while_over_limit(dead_letters& dead);
     /// Drops the expired messages at the head; the common case, nothing can expire, inline.
     void expire_heads(dead_letters& dead) {
-        if (may_expire_ && ready_count_ != 0) expire_expired_heads(dead);
+        if (may_expire_ && !ready_.empty()) {
+            ready_.take_expired_heads(clock_->now(), [&](detail::ref_ptr<node_type> m) {
+                let_go(std::move(m), death_reason::expired, dead);
+            });
+        }
     }
-    void expire_expired_heads(dead_letters& dead);
-    /// Gives the dead letters to the host; called with no queue lock held. The letters'
-    /// references stay with the caller, which drops them after this returns.
-    void hand_over(dead_letters& dead);
+    [[nodiscard]] std::optional<delivery_type> get_locked(ack_mode mode, dead_letters& dead);
     ended_consumers close_locked(std::size_t* ready_dropped);
 
     [[nodiscard]] delivery_type make_delivery(ready_entry&& entry, std::uint64_t owner, bool manual,
-                                         const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag);
-    [[nodiscard]] consumer* find_consumer(std::uint64_t id) noexcept;
-    [[nodiscard]] const consumer* single_active() const noexcept;
-    [[nodiscard]] bool can_take(consumer& c) noexcept;
-    [[nodiscard]] std::size_t pick_consumer() noexcept;
-    void unblock(consumer& c);
-    void requeue(ready_entry&& entry);
+                                              const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag);
+    /// Settles ledger record `index`: acked, requeued, or let go of as rejected.
     void release_unacked(std::size_t index, bool ack, bool requeue, dead_letters& dead);
-    void drop_settled_front();
-    [[nodiscard]] std::size_t find_unacked(std::uint64_t tag) const noexcept;
     void notify_one() {
         if constexpr (Policy::thread_safe) {
             if (waiters_ > 0) available_.notify_one();
@@ -318,22 +296,18 @@ private:
     const queue_options options_;
     const queue_arguments arguments_;
     const clock* clock_;
-    host* host_;                 // null once the broker is going away (detach_host)
-    std::size_t handing_over_ = 0; // hand-overs to host_ in progress, with no lock held
+    router_type* router_;  // null once the broker is going away (detach_router)
+    std::size_t passes_ = 0; // router passes held, with no lock held
     mutable typename Policy::mutex mutex_;
     [[no_unique_address]] condition available_; // a message arrived (try_get_for)
-    [[no_unique_address]] condition idle_;      // a callback returned (cancel), a hand-over ended
+    [[no_unique_address]] condition idle_;      // a callback returned (cancel), a pass ended
     std::size_t waiters_ = 0;
-    std::vector<detail::ring<ready_entry>> levels_; // by priority; one level without x-max-priority
-    std::size_t ready_count_ = 0;
-    std::size_t ready_bytes_ = 0;
-    detail::ring<unacked_entry> unacked_; // ascending tags
-    std::size_t unacked_count_ = 0;
-    std::vector<detail::ref_ptr<consumer>> consumers_;
+    detail::ready_store<node_type> ready_;
+    detail::unacked_ledger<ready_entry> unacked_;
+    detail::consumer_rotation<consumer> consumers_;
     // Consumers whose callback was running when the queue closed, so that cancel() can
     // still wait for it (multi_threaded); finish() takes each out.
     std::vector<detail::ref_ptr<consumer>> finishing_;
-    std::uint64_t next_sequence_ = 0;
     std::uint64_t last_tag_ = 0;
     queue_counters counters_;
     time_point last_used_{};
@@ -354,14 +328,6 @@ auto basic_queue<Message, Policy>::expiry_of(const node_type& msg) const noexcep
 }
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::take_from(std::size_t level) -> ready_entry {
-    ready_entry entry = levels_[level].pop_front();
-    --ready_count_;
-    ready_bytes_ -= entry.message->body_bytes;
-    return entry;
-}
-
-template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::let_go(detail::ref_ptr<node_type> msg, death_reason reason, dead_letters& dead) {
     const bool dead_lettered = arguments_.dead_letter_exchange.has_value();
     death_counts& counts = dead_lettered ? counters_.dead_lettered : counters_.dropped;
@@ -375,65 +341,21 @@ void basic_queue<Message, Policy>::let_go(detail::ref_ptr<node_type> msg, death_
 }
 
 template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::hand_over(dead_letters& dead) {
-    if (dead.empty()) return;
-    host* to;
-    {
-        std::lock_guard lock(mutex_);
-        to = host_;
-        if (to != nullptr) ++handing_over_;
-    }
-    if (to == nullptr) return; // the broker is going away: the letters are dropped with `dead`
-    struct end_hand_over {
-        basic_queue& q;
-        ~end_hand_over() {
-            std::lock_guard lock(q.mutex_);
-            --q.handing_over_;
-            if constexpr (Policy::thread_safe) q.idle_.notify_all();
-        }
-    } guard{*this};
-    to->dead_letter(*this, dead);
-}
-
-template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::detach_host() {
-    std::unique_lock lock(mutex_);
-    host_ = nullptr;
-    if constexpr (Policy::thread_safe) idle_.wait(lock, [&] { return handing_over_ == 0; });
-}
-
-template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::drop_head_while_over_limit(dead_letters& dead) {
     // Only drop-head drops: the reject modes refuse at the door instead.
     if (arguments_.overflow != overflow_mode::drop_head) return;
-    while (ready_count_ > 0 && over_limit()) let_go(take_head().message, death_reason::maxlen, dead);
-}
-
-template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::expire_expired_heads(dead_letters& dead) {
-    const time_point now = clock_->now();
-    // Only at the queue's head, the next message a consumer would get: a lower priority
-    // is reached only once every higher one is empty (rabbit_priority_queue:dropwhile).
-    for (std::size_t level = levels_.size(); level-- > 0;) {
-        auto& ready = levels_[level];
-        while (!ready.empty() && expired(ready.front(), now)) {
-            let_go(take_from(level).message, death_reason::expired, dead);
-        }
-        if (!ready.empty()) break;
-    }
+    while (!ready_.empty() && over_limit()) let_go(ready_.take_head().message, death_reason::maxlen, dead);
 }
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, dead_letters& dead) -> push_result {
-    // The caller (the broker's publish, which holds the topology lock) has a
-    // deferred_release::scope open: the messages this drops go when it ends.
     std::lock_guard lock(mutex_);
     if (closed_) return push_result::closed;
     expire_heads(dead); // what RabbitMQ's TTL timer would have removed by now
     if (arguments_.limited() && arguments_.overflow != overflow_mode::drop_head) {
         // reject-publish: refuse a message that would take the queue over its limit.
-        const bool too_long = arguments_.max_length && ready_count_ + 1 > *arguments_.max_length;
-        const bool too_big = arguments_.max_length_bytes && ready_bytes_ + msg->body_bytes > *arguments_.max_length_bytes;
+        const bool too_long = arguments_.max_length && ready_.size() + 1 > *arguments_.max_length;
+        const bool too_big = arguments_.max_length_bytes && ready_.bytes() + msg->body_bytes > *arguments_.max_length_bytes;
         if (too_long || too_big) {
             ++counters_.refused;
             if (arguments_.overflow == overflow_mode::reject_publish_dlx && arguments_.dead_letter_exchange) {
@@ -444,9 +366,7 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
     }
     const time_point expires = expiry_of(*msg);
     if (expires != time_point::max()) may_expire_ = true;
-    levels_[level_of(*msg)].push_back(ready_entry{msg, next_sequence_++, expires, false});
-    ++ready_count_;
-    ready_bytes_ += msg->body_bytes;
+    ready_.push(msg, expires);
     ++counters_.enqueued;
     drop_head_while_over_limit(dead);
     expire_heads(dead); // RabbitMQ drops expired heads after every change to the head
@@ -455,19 +375,12 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
 }
 
 template <class Message, threading_policy Policy>
-std::size_t basic_queue<Message, Policy>::expire() {
-    const detail::deferred_release::scope releases_after_unlock;
-    dead_letters dead;
-    std::size_t count;
-    {
-        std::lock_guard lock(mutex_);
-        if (closed_) return 0;
-        const std::uint64_t before = counters_.dead_lettered.expired + counters_.dropped.expired;
-        expire_heads(dead);
-        count = static_cast<std::size_t>(counters_.dead_lettered.expired + counters_.dropped.expired - before);
-    }
-    hand_over(dead);
-    return count;
+std::size_t basic_queue<Message, Policy>::expire(dead_letters& dead) {
+    std::lock_guard lock(mutex_);
+    if (closed_) return 0;
+    const std::uint64_t before = counters_.dead_lettered.expired + counters_.dropped.expired;
+    expire_heads(dead);
+    return static_cast<std::size_t>(counters_.dead_lettered.expired + counters_.dropped.expired - before);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -475,7 +388,7 @@ std::size_t basic_queue<Message, Policy>::expire() {
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::make_delivery(ready_entry&& entry, std::uint64_t owner, bool manual,
-                                            const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag)
+                                                 const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag)
     -> delivery_type {
     const std::uint64_t tag = ++last_tag_;
     ++counters_.delivered;
@@ -483,8 +396,7 @@ auto basic_queue<Message, Policy>::make_delivery(ready_entry&& entry, std::uint6
     if (redelivered) ++counters_.redelivered;
     if (manual) {
         detail::ref_ptr<node_type> shared = entry.message;
-        unacked_.push_back(unacked_entry{tag, owner, std::move(entry)});
-        ++unacked_count_;
+        unacked_.add(tag, owner, std::move(entry));
         return delivery_type(std::move(shared), detail::ref_ptr<basic_queue>(this), tag, redelivered, consumer_tag);
     }
     ++counters_.acked;
@@ -492,62 +404,56 @@ auto basic_queue<Message, Policy>::make_delivery(ready_entry&& entry, std::uint6
 }
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::try_get(ack_mode mode) -> std::optional<delivery_type> {
-    const detail::deferred_release::scope releases_after_unlock;
-    dead_letters dead;
-    std::optional<delivery_type> got;
-    {
-        std::lock_guard lock(mutex_);
-        if (closed_) return std::nullopt;
-        if (arguments_.expires) last_used_ = clock_->now();
-        expire_heads(dead);
-        if (ready_count_ > 0) {
-            got.emplace(make_delivery(take_head(), 0, mode == ack_mode::manual, {}));
-            expire_heads(dead); // the new head, as RabbitMQ checks it right after a get
-        }
-    }
-    hand_over(dead);
+auto basic_queue<Message, Policy>::get_locked(ack_mode mode, dead_letters& dead) -> std::optional<delivery_type> {
+    expire_heads(dead);
+    if (ready_.empty()) return std::nullopt;
+    std::optional<delivery_type> got(make_delivery(ready_.take_head(), 0, mode == ack_mode::manual, {}));
+    expire_heads(dead); // the new head, as RabbitMQ checks it right after a get
     return got;
 }
 
 template <class Message, threading_policy Policy>
-template <class Rep, class Period>
+auto basic_queue<Message, Policy>::try_get(ack_mode mode, dead_letters& dead) -> std::optional<delivery_type> {
+    std::lock_guard lock(mutex_);
+    if (closed_) return std::nullopt;
+    if (arguments_.expires) last_used_ = clock_->now();
+    return get_locked(mode, dead);
+}
+
+template <class Message, threading_policy Policy>
+template <class Rep, class Period, class RouteNow>
     requires Policy::thread_safe
-auto basic_queue<Message, Policy>::try_get_for(std::chrono::duration<Rep, Period> timeout, ack_mode mode)
-    -> std::optional<delivery_type> {
+auto basic_queue<Message, Policy>::try_get_for(std::chrono::duration<Rep, Period> timeout, ack_mode mode,
+                                               RouteNow&& route_now) -> std::optional<delivery_type> {
     // Saturating: hours::max() means waiting as long as there is time, not an overflow.
     const auto deadline = detail::saturating_add(std::chrono::steady_clock::now(), timeout);
-    std::optional<delivery_type> got;
     bool first = true;
     for (;;) {
+        const detail::deferred_release::scope releases_after_unlock;
         dead_letters dead;
+        std::optional<delivery_type> got;
         {
-            const detail::deferred_release::scope releases_after_unlock;
             std::unique_lock lock(mutex_);
-            if (closed_) return got;
+            if (closed_) return std::nullopt;
             if (first && arguments_.expires) last_used_ = clock_->now();
             first = false;
-            const std::size_t before = ready_count_;
-            expire_heads(dead);
-            if (ready_count_ > 0) {
-                got.emplace(make_delivery(take_head(), 0, mode == ack_mode::manual, {}));
-                expire_heads(dead); // the new head, as after a get
-            } else if (ready_count_ == before) {
+            const std::size_t before = ready_.size();
+            got = get_locked(mode, dead);
+            if (!got && before == 0) {
                 // Nothing to take and nothing let go of: wait. Nothing is held across the
                 // wait, so a broker destroyed meanwhile (which closes the queue and wakes
                 // this) is never touched on waking.
-                if (std::chrono::steady_clock::now() >= deadline) return got;
+                if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
                 ++waiters_;
                 (void)available_.wait_until(lock, deadline);
                 --waiters_;
                 continue;
             }
-            // Heads expired: their dead letters go now, and the dropped ones are released
-            // as this scope ends, before any wait; holding them through the wait would keep
-            // them from their dead-letter queue for as long as it lasts.
-            lock.unlock();
-            hand_over(dead);
         }
+        // Heads expired: their dead letters go now, and the dropped ones are released as
+        // this scope ends, before any wait; holding them through the wait would keep them
+        // from their dead-letter queue for as long as it lasts.
+        if (!dead.empty()) route_now(dead);
         if (got) return got;
     }
 }
@@ -560,300 +466,151 @@ auto basic_queue<Message, Policy>::add_consumer(std::uint64_t id, consumer_optio
     -> detail::ref_ptr<consumer> {
     // Made before the lock, so that a refusal destroys the callback after the lock is released.
     auto made = detail::make_ref<consumer>(id, std::move(options), std::move(callback));
-    const consumer_options& wanted = made->options;
     std::lock_guard lock(mutex_);
     if (closed_) detail::raise(reply_code::not_found, "no queue " + detail::quoted(name_));
-    const bool held_exclusively = std::any_of(consumers_.begin(), consumers_.end(),
-                                              [](const auto& c) { return c->options.exclusive; });
-    // A single-active-consumer queue refuses exclusive consumers outright, as RabbitMQ does
-    // (rabbit_amqqueue_process: exclusive_consume_unavailable).
-    if (held_exclusively ||
-        (wanted.exclusive && (!consumers_.empty() || arguments_.single_active_consumer))) {
-        detail::raise(reply_code::access_refused, "queue " + detail::quoted(name_) + " in exclusive use");
-    }
-    for (const auto& c : consumers_) {
-        if (c->options.tag == wanted.tag) {
-            detail::raise(reply_code::not_allowed, "attempt to reuse consumer tag " + detail::quoted(wanted.tag));
-        }
-    }
-    consumers_.push_back(made);
+    consumers_.check_can_join(made->options, name_);
+    consumers_.join(made);
     if (arguments_.expires) last_used_ = clock_->now();
     return made;
 }
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::find_consumer(std::uint64_t id) noexcept -> consumer* {
-    for (auto& c : consumers_) {
-        if (c->id == id) return c.get();
-    }
-    return nullptr;
-}
-
-template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::single_active() const noexcept -> const consumer* {
-    // The earliest subscription still standing: RabbitMQ 3.10 hands over in that order.
-    // One being cancelled stays listed while cancel() waits for its running callback; it
-    // keeps the place (taking nothing) until its unacked messages are back, so the next
-    // consumer starts with them, in order, as RabbitMQ's requeue-then-hand-over does.
-    const consumer* active = nullptr;
-    for (const auto& c : consumers_) {
-        if (active == nullptr || c->id < active->id) active = c.get();
-    }
-    return active;
-}
-
-template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::unblock(consumer& c) {
-    // Freed from its prefetch limit: back into the rotation, at the end.
-    c.blocked = false;
-    auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x.get() == &c; });
-    std::rotate(it, it + 1, consumers_.end());
-}
-
-template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id) -> cancel_result {
-    const detail::deferred_release::scope releases_after_unlock; // the consumer, its callback and captures
-    dead_letters dead;
-    cancel_result result;
-    {
-        std::unique_lock lock(mutex_);
-        auto same_id = [&](const auto& c) { return c->id == consumer_id; };
-        if (closed_) {
-            // Its queue was deleted, which ended it: nothing to do, except that under
-            // multi_threaded a callback still running on another thread is waited for, so
-            // the caller may destroy what it uses once this returns.
-            if constexpr (Policy::thread_safe) {
-                auto it = std::find_if(finishing_.begin(), finishing_.end(), same_id);
-                if (it != finishing_.end() && (*it)->runner != std::this_thread::get_id()) {
-                    detail::ref_ptr<consumer> keep = *it;
-                    idle_.wait(lock, [&] { return !keep->busy; });
-                }
-            }
-            return {};
-        }
-        auto it = std::find_if(consumers_.begin(), consumers_.end(), same_id);
-        if (it == consumers_.end()) return {};
-        detail::ref_ptr<consumer> c = *it;
-        c->cancelled = true;
+auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id, dead_letters& dead) -> cancel_result {
+    std::unique_lock lock(mutex_);
+    if (closed_) {
+        // Its queue was deleted, which ended it: nothing to do, except that under
+        // multi_threaded a callback still running on another thread is waited for, so the
+        // caller may destroy what it uses once this returns.
         if constexpr (Policy::thread_safe) {
-            // Its callback may be running on another thread: let it finish, so the caller
-            // may destroy what the callback uses once the subscription has ended.
-            if (c->busy && c->runner != std::this_thread::get_id()) {
-                idle_.wait(lock, [&] { return !c->busy; });
-                if (closed_) return {}; // the queue was closed meanwhile, which ended it
+            auto it = std::find_if(finishing_.begin(), finishing_.end(), [&](const auto& c) { return c->id == consumer_id; });
+            if (it != finishing_.end() && (*it)->runner != std::this_thread::get_id()) {
+                detail::ref_ptr<consumer> keep = *it;
+                idle_.wait(lock, [&] { return !keep->busy; });
+                detail::deferred_release::defer(std::move(keep)); // perhaps the last reference
             }
         }
-        // Return its unacknowledged messages, except one whose callback is still running:
-        // finish() returns that one, so the callback can still settle it.
-        for (std::size_t i = 0; i < unacked_.size(); ++i) {
-            unacked_entry& u = unacked_[i];
-            if (u.owner == consumer_id && u.entry.message && !(c->busy && u.tag == c->in_flight)) {
-                release_unacked(i, false, true, dead);
-            }
+        return {};
+    }
+    consumer* c = consumers_.find(consumer_id);
+    if (c == nullptr) return {};
+    c->cancelled = true;
+    if constexpr (Policy::thread_safe) {
+        // Its callback may be running on another thread: let it finish, so the caller may
+        // destroy what the callback uses once the subscription has ended.
+        if (c->busy && c->runner != std::this_thread::get_id()) {
+            detail::ref_ptr<consumer> keep(c);
+            idle_.wait(lock, [&] { return !c->busy; });
+            detail::deferred_release::defer(std::move(keep)); // perhaps the last reference
+            if (closed_) return {}; // the queue was closed meanwhile, which ended it
         }
-        drop_settled_front();
+    }
+    // Return its unacknowledged messages, except one whose callback is still running:
+    // finish() returns that one, so the callback can still settle it.
+    for (std::size_t i = 0; i < unacked_.size(); ++i) {
+        const auto& u = unacked_[i];
+        if (u.owner == consumer_id && !u.settled() && !(c->busy && u.tag == c->in_flight)) {
+            release_unacked(i, false, true, dead);
+        }
+    }
+    unacked_.drop_settled_front();
+    drop_head_while_over_limit(dead);
+    // The queue's reference is deferred, as the callback it holds is user code.
+    detail::deferred_release::defer(consumers_.remove(*c));
+    if (consumers_.empty() && arguments_.expires) last_used_ = clock_->now();
+    return {true, consumers_.empty()};
+}
+
+template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::next_callback(dead_letters& dead) -> std::optional<pending_callback> {
+    std::lock_guard lock(mutex_);
+    if (closed_ || ready_.empty() || consumers_.empty()) return std::nullopt;
+    expire_heads(dead);
+    if (ready_.empty()) return std::nullopt;
+    const std::size_t index = consumers_.pick();
+    if (index == consumers_.none) return std::nullopt;
+    detail::ref_ptr<consumer> c = consumers_.served(index); // to the back of the rotation
+    const bool manual = c->options.ack == ack_mode::manual;
+    c->busy = true;
+    if constexpr (Policy::thread_safe) c->runner = std::this_thread::get_id();
+    delivery_type d = make_delivery(ready_.take_head(), c->id, manual, c->tag);
+    if (manual) {
+        ++c->unacked;
+        c->in_flight = d.delivery_tag();
+    }
+    expire_heads(dead); // the new head, as after a get
+    return pending_callback{std::move(c), std::move(d)};
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::finish(consumer& c, dead_letters& dead) {
+    std::lock_guard lock(mutex_);
+    c.busy = false;
+    if constexpr (Policy::thread_safe) idle_.notify_all();
+    if (closed_) {
+        auto it = std::find_if(finishing_.begin(), finishing_.end(), [&](const auto& x) { return x.get() == &c; });
+        if (it != finishing_.end()) {
+            detail::deferred_release::defer(std::move(*it));
+            finishing_.erase(it);
+        }
+    } else if (c.cancelled && c.in_flight != 0) {
+        // The subscription ended during the callback: its message goes back now.
+        const std::size_t i = unacked_.find(c.in_flight);
+        if (i != unacked_.size()) release_unacked(i, false, true, dead);
+        unacked_.drop_settled_front();
         drop_head_while_over_limit(dead);
-        // Releasing its messages may have moved it in the rotation (unblock), so find it
-        // again; the queue's reference is deferred, as the callback it holds is user code.
-        auto at = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& x) { return x == c; });
-        detail::deferred_release::defer(std::move(*at));
-        consumers_.erase(at);
-        detail::deferred_release::defer(std::move(c));
-        if (consumers_.empty() && arguments_.expires) last_used_ = clock_->now();
-        result = {true, consumers_.empty()};
     }
-    hand_over(dead);
-    return result;
-}
-
-template <class Message, threading_policy Policy>
-bool basic_queue<Message, Policy>::can_take(consumer& c) noexcept {
-    // A cancelled consumer is still listed while cancel() waits for its callback: it must
-    // get nothing more, or that wait could go on as long as messages arrive.
-    if (c.busy || c.cancelled || c.blocked) return false;
-    if (c.options.ack == ack_mode::manual && c.options.prefetch != 0 && c.unacked >= c.options.prefetch) {
-        c.blocked = true; // out of the rotation until an ack frees it
-        return false;
-    }
-    return true;
-}
-
-template <class Message, threading_policy Policy>
-std::size_t basic_queue<Message, Policy>::pick_consumer() noexcept {
-    constexpr std::size_t none = static_cast<std::size_t>(-1);
-    if (arguments_.single_active_consumer) {
-        const consumer* active = single_active();
-        if (active == nullptr) return none;
-        auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const auto& c) { return c.get() == active; });
-        return can_take(**it) ? static_cast<std::size_t>(it - consumers_.begin()) : none;
-    }
-    // consumers_ is the rotation, front first (rabbit_queue_consumers keeps the same
-    // order); the first of the highest priority that can take a message is served.
-    std::size_t best = none;
-    for (std::size_t index = 0; index < consumers_.size(); ++index) {
-        consumer& c = *consumers_[index];
-        if (!can_take(c)) continue;
-        if (best == none || c.options.priority > consumers_[best]->options.priority) best = index;
-    }
-    return best;
-}
-
-template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::next_callback() -> std::optional<pending_callback> {
-    const detail::deferred_release::scope releases_after_unlock;
-    dead_letters dead;
-    std::optional<pending_callback> picked;
-    {
-        std::lock_guard lock(mutex_);
-        if (closed_ || ready_count_ == 0 || consumers_.empty()) return std::nullopt;
-        expire_heads(dead);
-        const std::size_t index = ready_count_ == 0 ? static_cast<std::size_t>(-1) : pick_consumer();
-        if (index < consumers_.size()) {
-            consumer& c = *consumers_[index];
-            const bool manual = c.options.ack == ack_mode::manual;
-            c.busy = true;
-            if constexpr (Policy::thread_safe) c.runner = std::this_thread::get_id();
-            delivery_type d = make_delivery(take_head(), c.id, manual, c.tag);
-            if (manual) {
-                ++c.unacked;
-                c.in_flight = d.delivery_tag();
-            }
-            expire_heads(dead); // the new head, as after a get
-            detail::ref_ptr<consumer> served = consumers_[index];
-            // The consumer just served goes to the back of the rotation.
-            std::rotate(consumers_.begin() + static_cast<std::ptrdiff_t>(index),
-                        consumers_.begin() + static_cast<std::ptrdiff_t>(index) + 1, consumers_.end());
-            picked.emplace(pending_callback{std::move(served), std::move(d)});
-        }
-    }
-    hand_over(dead);
-    return picked;
-}
-
-template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::finish(consumer& c) {
-    const detail::deferred_release::scope releases_after_unlock;
-    dead_letters dead;
-    {
-        std::lock_guard lock(mutex_);
-        c.busy = false;
-        if constexpr (Policy::thread_safe) idle_.notify_all();
-        if (closed_) {
-            auto it = std::find_if(finishing_.begin(), finishing_.end(), [&](const auto& x) { return x.get() == &c; });
-            if (it != finishing_.end()) {
-                detail::deferred_release::defer(std::move(*it));
-                finishing_.erase(it);
-            }
-        } else if (c.cancelled && c.in_flight != 0) {
-            // The subscription ended during the callback: its message goes back now.
-            const std::size_t i = find_unacked(c.in_flight);
-            if (i != unacked_.size()) release_unacked(i, false, true, dead);
-            drop_settled_front();
-            drop_head_while_over_limit(dead);
-        }
-        c.in_flight = 0;
-    }
-    hand_over(dead);
+    c.in_flight = 0;
 }
 
 // ---------------------------------------------------------------------------------------
 // settlement
 
 template <class Message, threading_policy Policy>
-std::size_t basic_queue<Message, Policy>::find_unacked(std::uint64_t tag) const noexcept {
-    // Tags are handed out in ascending order, so the unacked ring is sorted by tag.
-    std::size_t lo = 0;
-    std::size_t hi = unacked_.size();
-    while (lo < hi) {
-        const std::size_t mid = lo + (hi - lo) / 2;
-        if (unacked_[mid].tag < tag) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < unacked_.size() && unacked_[lo].tag == tag && unacked_[lo].entry.message) return lo;
-    return unacked_.size();
-}
-
-template <class Message, threading_policy Policy>
 void basic_queue<Message, Policy>::release_unacked(std::size_t index, bool ack, bool requeue, dead_letters& dead) {
-    unacked_entry& u = unacked_[index];
-    if (consumer* c = find_consumer(u.owner)) {
+    if (consumer* c = consumers_.find(unacked_[index].owner)) {
         --c->unacked;
-        if (c->blocked) unblock(*c);
+        if (c->blocked) consumers_.unblock(*c);
     }
-    --unacked_count_;
+    ready_entry entry = unacked_.settle(index);
     if (ack) {
         ++counters_.acked;
-        detail::deferred_release::defer(std::move(u.entry.message)); // perhaps its last reference
+        detail::deferred_release::defer(std::move(entry.message)); // perhaps its last reference
     } else if (requeue) {
         ++counters_.requeued;
-        this->requeue(std::move(u.entry));
-        u.entry.message.reset();
+        ready_.requeue(std::move(entry));
+        notify_one();
     } else {
-        let_go(std::move(u.entry.message), death_reason::rejected, dead);
-        u.entry.message.reset();
+        let_go(std::move(entry.message), death_reason::rejected, dead);
     }
 }
 
 template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::requeue(ready_entry&& entry) {
-    entry.redelivered = true;
-    // Back to its original position: each priority's messages are kept in arrival order.
-    auto& ready = levels_[level_of(*entry.message)];
-    std::size_t lo = 0;
-    std::size_t hi = ready.size();
-    while (lo < hi) {
-        const std::size_t mid = lo + (hi - lo) / 2;
-        if (ready[mid].sequence < entry.sequence) lo = mid + 1;
-        else hi = mid;
+void basic_queue<Message, Policy>::settle(std::uint64_t tag, bool multiple, bool ack, bool requeue, dead_letters& dead) {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    const std::size_t index = unacked_.find(tag);
+    if (index == unacked_.size()) {
+        detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag));
     }
-    ++ready_count_;
-    ready_bytes_ += entry.message->body_bytes;
-    ready.insert(lo, std::move(entry));
-    notify_one();
-}
-
-template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::drop_settled_front() {
-    while (!unacked_.empty() && !unacked_.front().entry.message) unacked_.pop_front();
-}
-
-template <class Message, threading_policy Policy>
-void basic_queue<Message, Policy>::settle(std::uint64_t tag, bool multiple, bool ack, bool requeue) {
-    const detail::deferred_release::scope releases_after_unlock;
-    dead_letters dead;
-    {
-        std::lock_guard lock(mutex_);
-        if (closed_) return;
-        const std::size_t index = find_unacked(tag);
-        if (index == unacked_.size()) {
-            detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag));
-        }
-        const std::uint64_t owner = unacked_[index].owner;
-        if (multiple) {
-            for (std::size_t i = 0; i < index; ++i) {
-                if (unacked_[i].owner == owner && unacked_[i].entry.message) release_unacked(i, ack, requeue, dead);
-            }
-        }
-        release_unacked(index, ack, requeue, dead);
-        drop_settled_front();
-        if (requeue) { // as rabbit_amqqueue_process:requeue_and_run
-            drop_head_while_over_limit(dead);
-            expire_heads(dead);
+    const std::uint64_t owner = unacked_[index].owner;
+    if (multiple) {
+        for (std::size_t i = 0; i < index; ++i) {
+            if (unacked_[i].owner == owner && !unacked_[i].settled()) release_unacked(i, ack, requeue, dead);
         }
     }
-    hand_over(dead);
+    release_unacked(index, ack, requeue, dead);
+    unacked_.drop_settled_front();
+    if (requeue) { // as rabbit_amqqueue_process:requeue_and_run
+        drop_head_while_over_limit(dead);
+        expire_heads(dead);
+    }
 }
 
 template <class Message, threading_policy Policy>
 std::size_t basic_queue<Message, Policy>::purge() {
     const detail::deferred_release::scope releases_after_unlock; // the messages' bodies
     std::lock_guard lock(mutex_);
-    const std::size_t n = ready_count_;
-    for (auto& ready : levels_) {
-        while (!ready.empty()) detail::deferred_release::defer(std::move(ready.pop_front().message));
-    }
-    ready_count_ = 0;
-    ready_bytes_ = 0;
+    const std::size_t n = ready_.clear();
     counters_.purged += n;
     return n;
 }
@@ -861,17 +618,10 @@ std::size_t basic_queue<Message, Policy>::purge() {
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::close_locked(std::size_t* ready_dropped) -> ended_consumers {
     closed_ = true;
-    if (ready_dropped != nullptr) *ready_dropped = ready_count_;
-    counters_.purged += ready_count_ + unacked_count_;
-    for (auto& ready : levels_) {
-        while (!ready.empty()) detail::deferred_release::defer(std::move(ready.pop_front().message));
-    }
-    ready_count_ = 0;
-    ready_bytes_ = 0;
-    while (!unacked_.empty()) detail::deferred_release::defer(std::move(unacked_.pop_front().entry.message));
-    unacked_count_ = 0;
-    ended_consumers ended;
-    ended.swap(consumers_); // out of the queue before anything can reach it
+    const std::size_t ready = ready_.clear();
+    if (ready_dropped != nullptr) *ready_dropped = ready;
+    counters_.purged += ready + unacked_.clear();
+    ended_consumers ended = consumers_.take_all(); // out of the queue before anything can reach it
     for (auto& c : ended) {
         c->cancelled = true;
         if constexpr (Policy::thread_safe) {
@@ -900,20 +650,6 @@ bool basic_queue<Message, Policy>::close_if_unused(time_point unused_since_befor
     if (unused_since_before != time_point::max() && !unused_too_long_locked(unused_since_before)) return false;
     (void)close_locked(nullptr); // no consumers: nobody to notify
     return true;
-}
-
-template <class Message, threading_policy Policy>
-void basic_delivery<Message, Policy>::ack(bool multiple) {
-    if (!queue_) detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag_));
-    auto q = std::move(queue_);
-    q->settle(tag_, multiple, true, false);
-}
-
-template <class Message, threading_policy Policy>
-void basic_delivery<Message, Policy>::nack(bool multiple, bool requeue) {
-    if (!queue_) detail::raise(reply_code::precondition_failed, "unknown delivery tag " + std::to_string(tag_));
-    auto q = std::move(queue_);
-    q->settle(tag_, multiple, false, requeue);
 }
 
 } // namespace warren

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "detail/core/deferred_release.hpp"
 #include "detail/core/ref_ptr.hpp"
 
 namespace warren {
@@ -52,13 +53,13 @@ public:
     /// Ends the subscription now. Does nothing if it already ended.
     void release() noexcept {
         if (!queue_) return;
+        const detail::deferred_release::scope releases_after_unlock; // the consumer and its callback
         auto target = std::move(queue_);
-        const auto result = target->cancel(consumer_id_);
+        typename queue_type::dead_letters dead; // what returning its messages let go of
+        const auto result = target->cancel(consumer_id_, dead);
         // A deleted queue (or a destroyed broker, which deletes them all) reports nothing
-        // cancelled, so the broker is only touched while it exists.
-        if (result.cancelled && result.last_consumer_gone && target->options().auto_delete) {
-            broker_->delete_auto_delete_queue(*target);
-        }
+        // cancelled, so the broker is only told while it exists.
+        if (result.cancelled) broker_->consumer_ended(*target, dead, result.last_consumer_gone);
         broker_ = nullptr;
     }
 

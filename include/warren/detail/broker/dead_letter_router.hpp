@@ -1,0 +1,175 @@
+#pragma once
+/// @file detail/broker/dead_letter_router.hpp
+/// dead_letter_router: pushes messages into the queues routed to, and routes what those
+/// queues let go of through their dead-letter exchanges.
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <shared_mutex>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../../clock.hpp"
+#include "../../publisher.hpp"
+#include "../../queue.hpp"
+#include "../../queue_arguments.hpp"
+#include "../../stats.hpp"
+#include "../core/deferred_release.hpp"
+#include "../core/ref_ptr.hpp"
+#include "../message/x_death.hpp"
+#include "exchange_table.hpp"
+#include "queue_table.hpp"
+#include "router.hpp"
+
+namespace warren::detail {
+
+/// What the broker's queues need from it: a place to push messages (the publish path and
+/// dead letters alike) and a router for the messages they let go of (expired, over their
+/// length limit, rejected), which it republishes as RabbitMQ's rabbit_dead_letter does:
+/// x-death recorded, the dead-letter routing key applied, the expiration removed.
+///
+/// It owns the broker-wide dead-letter counters; the tables it reads belong to the broker,
+/// under the topology lock. Thread safety: route_from() takes the lock (shared); the other
+/// members run with it held.
+template <class Message, class Policy>
+class dead_letter_router {
+public:
+    using queue_type = basic_queue<Message, Policy>;
+    using node_type = message_node<Message, Policy>;
+    using dead_letters = typename queue_type::dead_letters;
+    using queues = queue_table<queue_type, Policy>;
+
+    /// A dead letter and the queue it comes from, waiting to be routed.
+    struct job {
+        ref_ptr<queue_type> from;
+        ref_ptr<node_type> message;
+        death_reason reason;
+        std::uint32_t hops = 0; // dead letters this one descends from in the same operation
+    };
+    using jobs = std::vector<job>;
+
+    /// How many times in a row one operation's dead letters may cause further dead letters
+    /// (a queue refusing one at its limit, or dropping its head for it). RabbitMQ bounces a
+    /// rejected message between full reject-publish-dlx queues in the background until one
+    /// has room; warren routes synchronously, so it ends such a chain here and counts the
+    /// message in broker_counters::dead_letter_cycles.
+    static constexpr std::uint32_t max_hops = 64;
+
+    dead_letter_router(const clock& time, typename Policy::shared_mutex& topology, const exchange_table<Policy>& exchanges,
+                       const queues& queue_slots) noexcept
+        : clock_(&time), topology_(&topology), exchanges_(&exchanges), queues_(&queue_slots) {}
+
+    /// Pushes `node` into the queues in `targets`, counting in `outcome`; the dead letters
+    /// this causes join `work`. `cycle_check`, for a dead letter, is its headers: a queue
+    /// its x-death shows it died in without a rejection is skipped, as in RabbitMQ.
+    void push(const ref_ptr<node_type>& node, const std::vector<destination>& targets, confirmation& outcome, jobs& work,
+              const field_table* cycle_check = nullptr, std::uint32_t hops = 0) {
+        thread_local dead_letters dead;
+        for (const destination d : targets) {
+            const ref_ptr<queue_type>& queue = queues_->slot(d.index());
+            if (cycle_check != nullptr && is_dead_letter_cycle(*cycle_check, queue->name())) {
+                cycles_.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            dead.clear();
+            switch (queue->push(node, dead)) {
+            case queue_type::push_result::accepted: ++outcome.routed; break;
+            case queue_type::push_result::refused: ++outcome.refused; break;
+            case queue_type::push_result::closed: break;
+            }
+            for (auto& letter : dead) work.push_back(job{queue, std::move(letter.message), letter.reason, hops});
+        }
+    }
+
+    /// Routes the dead letters of `work` (and those they cause in turn, which join its
+    /// end) through their dead-letter exchanges, in the order they died, and empties it;
+    /// the references it held are deferred. Topology lock held (shared).
+    void route(jobs& work) {
+        if constexpr (std::is_copy_constructible_v<Message>) {
+            std::vector<destination> targets;
+            for (std::size_t i = 0; i < work.size(); ++i) {
+                // Its references (the message, perhaps the last one, and its queue) go once
+                // the lock is released, however route_one ends.
+                struct release_later {
+                    job& letter;
+                    ~release_later() {
+                        deferred_release::defer(std::move(letter.message));
+                        deferred_release::defer(std::move(letter.from));
+                    }
+                };
+                job letter = std::move(work[i]); // work may grow (and move) below
+                const release_later keep_until_unlocked{letter};
+                route_one(letter, targets, work);
+            }
+        }
+        // (Without a copy there is nothing to route: declare_queue refuses dead-letter
+        // exchanges for move-only messages.)
+        work.clear();
+    }
+
+    /// Routes what `from` let go of, taking the topology lock. The caller holds a
+    /// deferred_release::scope; `letters` is emptied.
+    void route_from(queue_type& from, dead_letters& letters) {
+        if (letters.empty()) return;
+        jobs work;
+        work.reserve(letters.size());
+        for (auto& letter : letters) work.push_back(job{ref_ptr<queue_type>(&from), std::move(letter.message), letter.reason});
+        letters.clear();
+        std::shared_lock lock(*topology_);
+        route(work);
+    }
+
+    /// Dead letters whose queue names a dead-letter exchange that does not exist.
+    [[nodiscard]] std::uint64_t without_exchange() const noexcept { return without_exchange_.load(std::memory_order_relaxed); }
+    /// Dead letters dropped for a cycle, or at max_hops.
+    [[nodiscard]] std::uint64_t cycles() const noexcept { return cycles_.load(std::memory_order_relaxed); }
+
+private:
+    void route_one(job& letter, std::vector<destination>& targets, jobs& work) {
+        if (letter.hops >= max_hops) {
+            cycles_.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        const queue_arguments& args = letter.from->arguments();
+        exchange_node<Policy>* found = exchanges_->find(*args.dead_letter_exchange);
+        if (found == nullptr) {
+            without_exchange_.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        exchange_node<Policy>& dlx = *found;
+        // rabbit_dead_letter:make_msg: x-death, the dead-letter routing key, no expiration.
+        const Message& original = letter.message->message;
+        Message copy = original;
+        record_death(copy.properties.headers, {letter.reason, letter.from->name(), letter.message->exchange_name(),
+                                               original.routing_key, clock_->unix_seconds(), original.properties.expiration});
+        copy.properties.expiration.reset();
+        if (args.dead_letter_routing_key) {
+            copy.routing_key = *args.dead_letter_routing_key;
+            copy.properties.headers.erase("CC");
+        }
+        dlx.published.fetch_add(1, std::memory_order_relaxed);
+        // The copy is stored before it is routed, so that whatever becomes of it (no route,
+        // every queue refusing it) it is let go of after the lock: a copy of a user's body
+        // is user code.
+        auto node = make_ref<node_type>(std::move(copy), dlx.shared_name);
+        detail::route(*exchanges_, *queues_, dlx, routing_view{node->message.routing_key, node->message.properties}, targets);
+        if (targets.empty()) {
+            dlx.unroutable.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            confirmation ignored;
+            push(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
+        }
+        deferred_release::defer(std::move(node));
+    }
+
+    const clock* clock_;
+    typename Policy::shared_mutex* topology_;
+    const exchange_table<Policy>* exchanges_;
+    const queues* queues_;
+    typename Policy::template atomic<std::uint64_t> without_exchange_{0};
+    typename Policy::template atomic<std::uint64_t> cycles_{0};
+};
+
+} // namespace warren::detail

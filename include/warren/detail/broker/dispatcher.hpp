@@ -1,0 +1,187 @@
+#pragma once
+/// @file detail/broker/dispatcher.hpp
+/// dispatcher: push delivery across the broker's queues, round robin, running the
+/// consumers' callbacks; the error handler; the expiry scan.
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../clock.hpp"
+#include "../../handlers.hpp"
+#include "../../queue.hpp"
+#include "../core/deferred_release.hpp"
+#include "../core/ref_ptr.hpp"
+#include "dead_letter_router.hpp"
+#include "queue_table.hpp"
+
+namespace warren::detail {
+
+/// Runs consumer callbacks: serves the queues of a queue list round robin, one message per
+/// queue per turn, going on from where the previous round stopped; reports what callbacks
+/// and on_cancel notifications throw; applies time to every queue (the expiry scan).
+///
+/// It owns the cursor, the error handler and what it knows of time (whether any queue or
+/// message can expire). Thread safety: every member is thread-safe under multi_threaded;
+/// callbacks run with no lock held.
+template <class Message, class Policy>
+class dispatcher {
+public:
+    using queue_type = basic_queue<Message, Policy>;
+    using queue_list = typename queue_table<queue_type, Policy>::walk_list;
+    using router_type = dead_letter_router<Message, Policy>;
+    using error_handler = std::function<void(const consumer_error&)>;
+
+    explicit dispatcher(router_type& dead_letters) noexcept : dead_letters_(&dead_letters) {}
+
+    /// Delivers from `list` until `max_messages`, no consumer can take more, or `stop()`
+    /// says so; returns how many were delivered. A callback that throws: a delivery still
+    /// pending is rejected without requeue, then the exception goes to report().
+    template <class Stop>
+    std::size_t run(const queue_list& list, std::size_t max_messages, Stop&& stop) {
+        const std::size_t n = list.queues.size();
+        if (n == 0) return 0;
+        // Rounds go on from the queue after the last one served, so a small budget per call
+        // (one frame's worth) still reaches every queue in turn.
+        std::size_t next = cursor_.load(std::memory_order_relaxed) % n;
+        std::size_t delivered = 0;
+        std::size_t idle = 0; // queues in a row that had nothing to deliver
+        while (delivered < max_messages && idle < n) {
+            if (stop()) break;
+            queue_type* queue = list.queues[next].get();
+            next = next + 1 == n ? 0 : next + 1;
+            auto pending = queue == nullptr ? std::nullopt : next_callback(*queue); // null: deleted
+            if (!pending) {
+                ++idle;
+                continue;
+            }
+            idle = 0;
+            ++delivered;
+            cursor_.store(next, std::memory_order_relaxed);
+            run_callback(*pending, *queue);
+        }
+        return delivered;
+    }
+
+    /// Where the next round starts, as a position in the queue list.
+    [[nodiscard]] std::size_t cursor() const noexcept { return cursor_.load(std::memory_order_relaxed); }
+    /// Moves the cursor, after the queue list was compacted. Topology lock held (unique).
+    void move_cursor(std::size_t position) noexcept { cursor_.store(position, std::memory_order_relaxed); }
+
+    /// Removes the expired heads of every queue in `list` that can hold expiring messages,
+    /// routing their dead letters. Returns how many expired, and whether some queue has
+    /// been unused for longer than its x-expires at `now` (deleting those is the broker's).
+    struct expiry {
+        std::size_t expired = 0;
+        bool unused_queues = false;
+    };
+    expiry expire(const queue_list& list, clock::time_point now) {
+        expiry out;
+        for (const auto& queue : list.queues) {
+            if (!queue) continue; // deleted
+            if (queue->may_expire()) {
+                const deferred_release::scope releases_after_unlock;
+                typename queue_type::dead_letters dead;
+                out.expired += queue->expire(dead);
+                dead_letters_->route_from(*queue, dead);
+            }
+            out.unused_queues = out.unused_queues || queue->unused_too_long(now);
+        }
+        return out;
+    }
+    /// A queue with x-message-ttl or x-expires was declared (+1) or deleted (-1).
+    void count_timed_queue(bool added) noexcept {
+        if (added) timed_queues_.fetch_add(1, std::memory_order_relaxed);
+        else timed_queues_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    /// A message with an expiration was published.
+    void note_expiring_message() noexcept {
+        if (!expiring_messages_.load(std::memory_order_relaxed)) expiring_messages_.store(true, std::memory_order_relaxed);
+    }
+    /// Whether anything can expire, so that a dispatch must apply time first.
+    [[nodiscard]] bool time_matters() const noexcept {
+        return timed_queues_.load(std::memory_order_relaxed) > 0 || expiring_messages_.load(std::memory_order_relaxed);
+    }
+
+    /// Replaces the error handler; the one replaced is destroyed after the lock.
+    void set_error_handler(error_handler handler) {
+        std::shared_ptr<const error_handler> replaced =
+            handler ? std::make_shared<const error_handler>(std::move(handler)) : nullptr;
+        std::lock_guard lock(handler_mutex_);
+        std::swap(handler_, replaced);
+    }
+    /// Hands `failure` to the error handler, or rethrows it without one.
+    void report(std::exception_ptr failure, const std::string& queue, const std::string& consumer_tag,
+                std::uint64_t delivery_tag) {
+        const auto handler = current_handler();
+        if (!handler) std::rethrow_exception(failure);
+        (*handler)(consumer_error{std::move(failure), queue, consumer_tag, delivery_tag});
+    }
+    /// Runs the on_cancel of each consumer a deleted queue ended, every one even if some
+    /// throw; their errors go to the handler (delivery_tag 0), or without one the first is
+    /// rethrown once all have run. No lock held.
+    void notify_cancelled(const std::string& queue, const typename queue_type::ended_consumers& ended) {
+        std::vector<std::pair<std::exception_ptr, const std::string*>> failures;
+        for (const auto& c : ended) {
+            if (!c->options.on_cancel) continue;
+            try {
+                c->options.on_cancel();
+            } catch (...) {
+                failures.emplace_back(std::current_exception(), &c->options.tag);
+            }
+        }
+        if (failures.empty()) return;
+        const auto handler = current_handler();
+        if (!handler) std::rethrow_exception(failures.front().first); // every on_cancel has run
+        for (const auto& [failure, tag] : failures) (*handler)(consumer_error{failure, queue, *tag, 0});
+    }
+
+private:
+    /// The queue's next delivery, its dead letters routed and released before the callback runs.
+    std::optional<typename queue_type::pending_callback> next_callback(queue_type& queue) {
+        const deferred_release::scope releases_after_unlock;
+        typename queue_type::dead_letters dead;
+        auto pending = queue.next_callback(dead);
+        dead_letters_->route_from(queue, dead);
+        return pending;
+    }
+    void run_callback(typename queue_type::pending_callback& pending, queue_type& queue) {
+        std::exception_ptr failure;
+        try {
+            pending.target->callback(pending.delivery);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        const std::uint64_t tag = pending.delivery.delivery_tag();
+        if (failure && pending.delivery.pending()) {
+            pending.delivery.reject(false); // no endless redelivery of a poison message
+        }
+        {
+            const deferred_release::scope releases_after_unlock;
+            typename queue_type::dead_letters dead;
+            queue.finish(*pending.target, dead);
+            dead_letters_->route_from(queue, dead);
+        }
+        if (failure) report(std::move(failure), queue.name(), pending.target->options.tag, tag);
+    }
+    [[nodiscard]] std::shared_ptr<const error_handler> current_handler() const {
+        std::lock_guard lock(handler_mutex_);
+        return handler_;
+    }
+
+    router_type* dead_letters_;
+    typename Policy::template atomic<std::size_t> cursor_{0};
+    typename Policy::template atomic<std::size_t> timed_queues_{0}; // with x-message-ttl or x-expires
+    typename Policy::template atomic<bool> expiring_messages_{false};
+    mutable typename Policy::mutex handler_mutex_;
+    std::shared_ptr<const error_handler> handler_; // copied under the lock, called without it
+};
+
+} // namespace warren::detail
