@@ -28,9 +28,9 @@ namespace warren::detail {
 /// queue per turn, going on from where the previous round stopped; reports what callbacks
 /// and on_cancel notifications throw; applies time to every queue (the expiry scan).
 ///
-/// It owns the cursor, the error handler and what it knows of time (whether any queue or
-/// message can expire). Thread safety: every member is thread-safe under multi_threaded;
-/// callbacks run with no lock held.
+/// It owns the cursor and the error handler.
+/// Thread safety: every member is thread-safe under multi_threaded; callbacks run with no
+/// lock held.
 template <class Message, class Policy>
 class dispatcher {
 public:
@@ -96,20 +96,6 @@ public:
         }
         return out;
     }
-    /// A queue with x-message-ttl or x-expires was declared (+1) or deleted (-1).
-    void count_timed_queue(bool added) noexcept {
-        if (added) timed_queues_.fetch_add(1, std::memory_order_relaxed);
-        else timed_queues_.fetch_sub(1, std::memory_order_relaxed);
-    }
-    /// A message with an expiration was published.
-    void note_expiring_message() noexcept {
-        if (!expiring_messages_.load(std::memory_order_relaxed)) expiring_messages_.store(true, std::memory_order_relaxed);
-    }
-    /// Whether anything can expire, so that a dispatch must apply time first.
-    [[nodiscard]] bool time_matters() const noexcept {
-        return timed_queues_.load(std::memory_order_relaxed) > 0 || expiring_messages_.load(std::memory_order_relaxed);
-    }
-
     /// Replaces the error handler; the one replaced is destroyed after the lock.
     void set_error_handler(error_handler handler) {
         std::shared_ptr<const error_handler> replaced =
@@ -178,8 +164,6 @@ private:
 
     router_type* dead_letters_;
     typename Policy::template atomic<std::size_t> cursor_{0};
-    typename Policy::template atomic<std::size_t> timed_queues_{0}; // with x-message-ttl or x-expires
-    typename Policy::template atomic<bool> expiring_messages_{false};
     mutable typename Policy::mutex handler_mutex_;
     std::shared_ptr<const error_handler> handler_; // copied under the lock, called without it
 };

@@ -1,0 +1,121 @@
+#pragma once
+/// @file detail/broker/publish_path.hpp
+/// publish_path: one published message's way: checked, routed, stored once, pushed into
+/// the queues routed to, and returned to the return handler when mandatory and unroutable.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "../../error.hpp"
+#include "../../handlers.hpp"
+#include "../../publisher.hpp"
+#include "../../routing_key.hpp"
+#include "../core/ref_ptr.hpp"
+#include "../message/expiration.hpp"
+#include "../message/message_node.hpp"
+#include "dead_letter_router.hpp"
+#include "exchange_table.hpp"
+#include "router.hpp"
+
+namespace warren::detail {
+
+/// Publishes into the broker's tables: the checks RabbitMQ makes before routing (key
+/// length, headers, internal exchange, expiration), route(), one node for every queue that
+/// gets the message, the dead letters that pushing causes, and basic.return.
+///
+/// It owns the return handler and whether a message with an expiration was ever published
+/// (dispatch applies time only then). Thread safety: publish() is thread-safe under
+/// multi_threaded, the caller holding the topology lock (shared) for route_and_push().
+template <class Message, class Policy>
+class publish_path {
+public:
+    using router_type = dead_letter_router<Message, Policy>;
+    using node_type = message_node<Message, Policy>;
+    using exchange_node_type = exchange_node<Policy>;
+    using returned_message = basic_returned_message<Message>;
+    using return_handler = std::function<void(returned_message&)>;
+
+    publish_path(const exchange_table<Policy>& exchanges, const typename router_type::queues& queues,
+                 router_type& dead_letters) noexcept
+        : exchanges_(&exchanges), queues_(&queues), dead_letters_(&dead_letters) {}
+
+    /// Routes `msg` and pushes it into the queues routed to; an unroutable message stays in
+    /// `msg` for return(). The stored message goes to `stored`, which the caller keeps
+    /// until its lock is released. Topology lock held (shared).
+    confirmation route_and_push(exchange_node_type& exchange, Message& msg, ref_ptr<node_type>& stored) {
+        check_length(msg.routing_key, "routing key");
+        validate_table(msg.properties.headers, "message headers");
+        if (exchange.options.internal) {
+            raise(reply_code::access_refused, "cannot publish to internal exchange " + detail::quoted(exchange.name));
+        }
+        std::optional<std::chrono::milliseconds> ttl; // RabbitMQ checks it before routing
+        if (msg.properties.expiration) {
+            ttl = parse_expiration(*msg.properties.expiration);
+            if (!expiring_seen_.load(std::memory_order_relaxed)) expiring_seen_.store(true, std::memory_order_relaxed);
+        }
+        exchange.published.fetch_add(1, std::memory_order_relaxed);
+        thread_local std::vector<destination> targets;
+        route(*exchanges_, *queues_, exchange, routing_view{msg.routing_key, msg.properties}, targets);
+        confirmation outcome;
+        if (targets.empty()) {
+            exchange.unroutable.fetch_add(1, std::memory_order_relaxed);
+            return outcome;
+        }
+        // One immutable node, shared by every queue that gets the message.
+        stored = make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
+        thread_local typename router_type::jobs work;
+        work.clear();
+        dead_letters_->push(stored, targets, outcome, work);
+        if (outcome.refused > 0) {
+            outcome.ack = false;
+            exchange.nacked.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (!work.empty()) dead_letters_->route(work);
+        return outcome;
+    }
+
+    /// Whether `outcome` of a publish with `mandatory` is a return: routed to no queue (a
+    /// message some queue refused was routed: it is nacked, never returned).
+    [[nodiscard]] static bool is_returned(const confirmation& outcome, bool mandatory) noexcept {
+        return mandatory && outcome.routed == 0 && outcome.refused == 0;
+    }
+    /// basic.return: counts it and hands `msg` to the return handler, if any. No lock held,
+    /// so the handler may use the broker.
+    void return_message(exchange_node_type& exchange, Message& msg, confirmation& outcome) {
+        exchange.returned.fetch_add(1, std::memory_order_relaxed);
+        outcome.returned = true;
+        std::shared_ptr<const return_handler> handler;
+        {
+            std::lock_guard lock(handler_mutex_);
+            handler = handler_;
+        }
+        if (!handler) return; // dropped: publish() returned 0 for it
+        returned_message returned{reply_code::no_route, "NO_ROUTE", exchange.name, std::move(msg)};
+        (*handler)(returned);
+    }
+    /// Replaces the return handler; the one replaced is destroyed after the lock.
+    void set_return_handler(return_handler handler) {
+        std::shared_ptr<const return_handler> replaced =
+            handler ? std::make_shared<const return_handler>(std::move(handler)) : nullptr;
+        std::lock_guard lock(handler_mutex_);
+        std::swap(handler_, replaced);
+    }
+
+    /// Whether a message with an expiration was ever published.
+    [[nodiscard]] bool expiring_seen() const noexcept { return expiring_seen_.load(std::memory_order_relaxed); }
+
+private:
+    const exchange_table<Policy>* exchanges_;
+    const typename router_type::queues* queues_;
+    router_type* dead_letters_;
+    typename Policy::template atomic<bool> expiring_seen_{false};
+    mutable typename Policy::mutex handler_mutex_;
+    std::shared_ptr<const return_handler> handler_; // copied under the lock, called without it
+};
+
+} // namespace warren::detail
