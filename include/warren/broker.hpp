@@ -26,6 +26,7 @@
 #include "detail/broker/snapshot.hpp"
 #include "detail/broker/virtual_host.hpp"
 #include "detail/core/deferred_release.hpp"
+#include "detail/core/function_ref.hpp"
 #include "detail/core/saturate.hpp"
 #include "direct_exchange.hpp"
 #include "fanout_exchange.hpp"
@@ -127,12 +128,7 @@ public:
     /// Declares an exchange. Redeclaring with the same type and options does nothing; with
     /// others it is precondition_failed (406). An unknown type is command_invalid (503); a
     /// name starting with `amq.` or empty is access_refused (403).
-    void declare_exchange(std::string_view name, std::string_view type, const exchange_options& options = {}) {
-        detail::check_length(name, "exchange name");
-        detail::validate_table(options.arguments, "exchange arguments");
-        unique_lock lock(topology_);
-        vhost_.declare_exchange(name, type, options, routing_cache_capacity_);
-    }
+    void declare_exchange(std::string_view name, std::string_view type, const exchange_options& options = {});
     /// Whether an exchange of that name exists (a passive declare).
     [[nodiscard]] bool has_exchange(std::string_view name) const {
         shared_lock lock(topology_);
@@ -140,23 +136,12 @@ public:
     }
     /// Deletes an exchange and its bindings. Deleting one that does not exist does
     /// nothing, as in RabbitMQ. With `if_unused`, refuses (406) while it has bindings.
-    void delete_exchange(std::string_view name, bool if_unused = false) {
-        detail::check_exchange_deletable(name);
-        const detail::deferred_release::scope releases_after_unlock; // the exchange type, user code
-        unique_lock lock(topology_);
-        vhost_.delete_exchange(name, if_unused);
-    }
+    void delete_exchange(std::string_view name, bool if_unused = false);
 
     /// Declares a queue and returns its name; an empty name gets a generated one
     /// (`amq.gen-...`). Redeclaring with the same options does nothing; with others it is
     /// precondition_failed (406).
-    std::string declare_queue(std::string_view name = {}, const queue_options& options = {}) {
-        detail::check_length(name, "queue name");
-        detail::validate_table(options.arguments, "queue arguments");
-        const detail::deferred_release::scope releases_after_unlock; // a queue list a dispatch let go of
-        unique_lock lock(topology_);
-        return vhost_.declare_queue(name, options);
-    }
+    std::string declare_queue(std::string_view name = {}, const queue_options& options = {});
     /// Whether a queue of that name exists (a passive declare).
     [[nodiscard]] bool has_queue(std::string_view name) const {
         shared_lock lock(topology_);
@@ -170,33 +155,31 @@ public:
     /// is rethrown once all have run, the queue already gone.
     std::size_t delete_queue(std::string_view name, const queue_delete_options& options = {});
     /// Drops a queue's ready messages and returns how many.
-    std::size_t purge_queue(std::string_view name) {
-        return expired_queue(name)->purge(); // expired heads are not purged: RabbitMQ's TTL timer removed them
-    }
+    std::size_t purge_queue(std::string_view name);
 
     /// Binds a queue to an exchange. Binding the same (key, arguments) twice is one
     /// binding. Unknown names are not_found (404); the default exchange is access_refused.
     void bind_queue(std::string_view queue, std::string_view exchange, std::string_view binding_key = {},
                     const field_table& arguments = {}) {
-        change_binding(true, exchange, exchange.empty(), queue_named(queue), binding_key, arguments);
+        change_binding(true, exchange, exchange.empty(), destination::kind::queue, queue, binding_key, arguments);
     }
     /// Removes a binding; removing one that does not exist does nothing.
     void unbind_queue(std::string_view queue, std::string_view exchange, std::string_view binding_key = {},
                       const field_table& arguments = {}) {
-        change_binding(false, exchange, exchange.empty(), queue_named(queue), binding_key, arguments);
+        change_binding(false, exchange, exchange.empty(), destination::kind::queue, queue, binding_key, arguments);
     }
     /// Binds exchange `destination` to exchange `source`: what `source` routes there,
     /// `destination` routes on. Cycles are allowed; a queue still gets one copy.
     void bind_exchange(std::string_view destination, std::string_view source, std::string_view binding_key = {},
                        const field_table& arguments = {}) {
-        change_binding(true, source, source.empty() || destination.empty(), exchange_named(destination), binding_key,
-                       arguments);
+        change_binding(true, source, source.empty() || destination.empty(), destination::kind::exchange, destination,
+                       binding_key, arguments);
     }
     /// Removes an exchange-to-exchange binding; a missing one does nothing.
     void unbind_exchange(std::string_view destination, std::string_view source, std::string_view binding_key = {},
                          const field_table& arguments = {}) {
-        change_binding(false, source, source.empty() || destination.empty(), exchange_named(destination), binding_key,
-                       arguments);
+        change_binding(false, source, source.empty() || destination.empty(), destination::kind::exchange, destination,
+                       binding_key, arguments);
     }
 
     // -- publishing ----------------------------------------------------------------------
@@ -240,14 +223,7 @@ public:
 
     /// Takes the next message of `queue`, as AMQP basic.get does, or nothing if it is
     /// empty. With ack_mode::manual the delivery must be settled. Unknown queue: not_found.
-    [[nodiscard]] std::optional<delivery> try_get(std::string_view queue, ack_mode mode = ack_mode::automatic) {
-        auto q = find_queue_ref(queue);
-        const detail::deferred_release::scope releases_after_unlock;
-        dead_letters dead;
-        auto got = q->try_get(mode, dead);
-        dead_letters_.route_from(*q, dead);
-        return got;
-    }
+    [[nodiscard]] std::optional<delivery> try_get(std::string_view queue, ack_mode mode = ack_mode::automatic);
 
     /// Like try_get, but waits up to `timeout` for a message. multi_threaded only.
     template <class Rep, class Period>
@@ -270,7 +246,7 @@ public:
     /// Applies time first (see expire()) when a queue can hold expiring messages or has
     /// x-expires.
     std::size_t dispatch(std::size_t max_messages = std::numeric_limits<std::size_t>::max()) {
-        return dispatch_some(max_messages, [] { return false; });
+        return dispatch_some(max_messages, {});
     }
     /// Like dispatch(), but also stops once `deadline` has passed on its own clock:
     /// std::chrono::steady_clock, or any monotonic chrono clock the caller passes. A frame
@@ -321,24 +297,24 @@ public:
     /// Where mandatory messages that no queue took go. Without a handler they are dropped
     /// (publish() returned 0 for them). The handler replaced is destroyed after the
     /// broker's locks are released.
-    void set_return_handler(return_handler handler) { publishing_.set_return_handler(std::move(handler)); }
+    void set_return_handler(return_handler handler);
 
     /// Where exceptions from consumer callbacks and on_cancel notifications go. Without a
     /// handler (the default), dispatch() and delete_queue() rethrow them. The handler
     /// replaced is destroyed after the broker's locks are released.
-    void set_error_handler(error_handler handler) { dispatcher_.set_error_handler(std::move(handler)); }
+    void set_error_handler(error_handler handler);
 
     // -- observation ---------------------------------------------------------------------
 
     /// Ready messages in `queue`, after removing expired ones at its head. Unknown queue:
     /// not_found.
-    [[nodiscard]] std::size_t message_count(std::string_view queue) const { return expired_queue(queue)->message_count(); }
+    [[nodiscard]] std::size_t message_count(std::string_view queue) const;
     /// Consumers of `queue`. Unknown queue: not_found.
     [[nodiscard]] std::size_t consumer_count(std::string_view queue) const { return find_queue_ref(queue)->consumer_count(); }
     /// The counters of `queue`, after removing expired ones at its head. They are kept
     /// under the queue's own lock, so reading them costs publishing nothing. Unknown queue:
     /// not_found.
-    [[nodiscard]] queue_counters queue_stats(std::string_view queue) const { return expired_queue(queue)->counters(); }
+    [[nodiscard]] queue_counters queue_stats(std::string_view queue) const;
     /// The counters of `exchange`. Unknown exchange: not_found.
     [[nodiscard]] exchange_counters exchange_stats(std::string_view exchange) const {
         shared_lock lock(topology_);
@@ -346,10 +322,7 @@ public:
     }
     /// A copy of the topology: exchanges, queues (with their counters), bindings and
     /// consumers. Render it with to_dot(). Thread-safe under multi_threaded.
-    [[nodiscard]] topology_snapshot snapshot() const {
-        shared_lock lock(topology_);
-        return detail::take_snapshot(vhost_.exchanges(), vhost_.queue_slots(), vhost_.bindings());
-    }
+    [[nodiscard]] topology_snapshot snapshot() const;
     /// Broker-wide counters: dead letters that found no way on.
     [[nodiscard]] broker_counters stats() const {
         return {dead_letters_.without_exchange(), dead_letters_.cycles()};
@@ -368,23 +341,15 @@ private:
     /// Publishes `msg`, moving from it (the public overloads take it by rvalue or copy it,
     /// so a message is moved once on its way into the queue). `exchange` null: by name.
     confirmation publish_to(exchange_node* exchange, std::string_view name, Message& msg, publish_options options);
-    /// Binds (`add`) or unbinds what `target()` names to exchange `source`: the checks and
-    /// lookups of the four bind and unbind members, in RabbitMQ's order.
-    template <class Target>
-    void change_binding(bool add, std::string_view source, bool names_default_exchange, Target&& target,
-                        std::string_view key, const field_table& arguments);
-    auto queue_named(std::string_view name) const {
-        return [this, name] { return destination(destination::kind::queue, vhost_.queue_slots().index_of(name)); };
-    }
-    auto exchange_named(std::string_view name) const {
-        return [this, name] { return destination(destination::kind::exchange, vhost_.exchanges().get(name).index); };
-    }
+    /// Binds (`add`) or unbinds the queue or exchange `target` to exchange `source`: the
+    /// checks and lookups of the four bind and unbind members, in RabbitMQ's order.
+    void change_binding(bool add, std::string_view source, bool names_default_exchange, destination::kind target_kind,
+                        std::string_view target, std::string_view key, const field_table& arguments);
     /// The subscription of a consumer of `queue` ended: routes what that let go of and
     /// deletes an auto-delete queue that lost its last consumer.
     void consumer_ended(queue_type& queue, dead_letters& dead, bool last_consumer_gone) noexcept;
-    /// Delivers until `max_messages`, no consumer can take more, or `stop()` says so.
-    template <class Stop>
-    std::size_t dispatch_some(std::size_t max_messages, Stop&& stop);
+    /// Delivers until `max_messages`, no consumer can take more, or `stop()` (if given) says so.
+    std::size_t dispatch_some(std::size_t max_messages, detail::function_ref<bool()> stop);
     /// Calls `f(cursor)` for a change that may compact the queue list, keeping the
     /// dispatcher's cursor on the same queue. Topology lock held (unique).
     template <class F>
@@ -395,12 +360,7 @@ private:
         if (cursor != before) dispatcher_.move_cursor(cursor);
     }
     /// Removes the expired heads of `queue` and routes their dead letters.
-    void expire_heads(queue_type& queue) const {
-        const detail::deferred_release::scope releases_after_unlock;
-        dead_letters dead;
-        (void)queue.expire(dead);
-        dead_letters_.route_from(queue, dead);
-    }
+    void expire_heads(queue_type& queue) const;
     [[nodiscard]] detail::ref_ptr<queue_type> find_queue_ref(std::string_view name) const {
         shared_lock lock(topology_);
         return vhost_.find_queue(name);
@@ -449,6 +409,44 @@ basic_broker<Message, Policy>::~basic_broker() {
 // topology
 
 template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::declare_exchange(std::string_view name, std::string_view type, const exchange_options& options) {
+    detail::check_length(name, "exchange name");
+    detail::validate_table(options.arguments, "exchange arguments");
+    unique_lock lock(topology_);
+    vhost_.declare_exchange(name, type, options, routing_cache_capacity_);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::delete_exchange(std::string_view name, bool if_unused) {
+    detail::check_exchange_deletable(name);
+    const detail::deferred_release::scope releases_after_unlock; // the exchange type, user code
+    unique_lock lock(topology_);
+    vhost_.delete_exchange(name, if_unused);
+}
+
+template <message_type Message, threading_policy Policy>
+std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, const queue_options& options) {
+    detail::check_length(name, "queue name");
+    detail::validate_table(options.arguments, "queue arguments");
+    const detail::deferred_release::scope releases_after_unlock; // a queue list a dispatch let go of
+    unique_lock lock(topology_);
+    return vhost_.declare_queue(name, options);
+}
+
+template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::expire_heads(queue_type& queue) const {
+    const detail::deferred_release::scope releases_after_unlock;
+    dead_letters dead;
+    (void)queue.expire(dead);
+    dead_letters_.route_from(queue, dead);
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::purge_queue(std::string_view name) {
+    return expired_queue(name)->purge(); // expired heads are not purged: RabbitMQ's TTL timer removed them
+}
+
+template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, const queue_delete_options& options) {
     // Its messages, consumers and the queue itself go once the lock is released.
     const detail::deferred_release::scope releases_after_unlock;
@@ -474,9 +472,9 @@ std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, c
 }
 
 template <message_type Message, threading_policy Policy>
-template <class Target>
 void basic_broker<Message, Policy>::change_binding(bool add, std::string_view source, bool names_default_exchange,
-                                                   Target&& target, std::string_view key, const field_table& arguments) {
+                                                   destination::kind target_kind, std::string_view target,
+                                                   std::string_view key, const field_table& arguments) {
     // RabbitMQ's order: the key and arguments, the default exchange, then the names, the
     // source first.
     if (add) {
@@ -487,7 +485,9 @@ void basic_broker<Message, Policy>::change_binding(bool add, std::string_view so
     const detail::deferred_release::scope releases_after_unlock; // an auto-deleted exchange
     unique_lock lock(topology_);
     exchange_node& from = vhost_.exchanges().get(source);
-    vhost_.change_binding(add, from, target(), key, arguments);
+    const std::uint32_t index = target_kind == destination::kind::queue ? vhost_.queue_slots().index_of(target)
+                                                                       : vhost_.exchanges().get(target).index;
+    vhost_.change_binding(add, from, destination(target_kind, index), key, arguments);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,6 +521,21 @@ confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, 
 // consuming
 
 template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::set_return_handler(return_handler handler) {
+    publishing_.set_return_handler(std::move(handler));
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::try_get(std::string_view queue, ack_mode mode) -> std::optional<delivery> {
+    auto q = find_queue_ref(queue);
+    const detail::deferred_release::scope releases_after_unlock;
+    dead_letters dead;
+    auto got = q->try_get(mode, dead);
+    dead_letters_.route_from(*q, dead);
+    return got;
+}
+
+template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback fn, consumer_options options)
     -> subscription {
     WARREN_ASSERT(static_cast<bool>(fn), "subscribe needs a callback");
@@ -545,6 +560,27 @@ void basic_broker<Message, Policy>::consumer_ended(queue_type& queue, dead_lette
 }
 
 template <message_type Message, threading_policy Policy>
+void basic_broker<Message, Policy>::set_error_handler(error_handler handler) {
+    dispatcher_.set_error_handler(std::move(handler));
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::message_count(std::string_view queue) const {
+    return expired_queue(queue)->message_count();
+}
+
+template <message_type Message, threading_policy Policy>
+queue_counters basic_broker<Message, Policy>::queue_stats(std::string_view queue) const {
+    return expired_queue(queue)->counters();
+}
+
+template <message_type Message, threading_policy Policy>
+topology_snapshot basic_broker<Message, Policy>::snapshot() const {
+    shared_lock lock(topology_);
+    return detail::take_snapshot(vhost_.exchanges(), vhost_.queue_slots(), vhost_.bindings());
+}
+
+template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::expire() {
     detail::ref_ptr<typename vhost_type::queues::walk_list> list;
     {
@@ -562,15 +598,17 @@ std::size_t basic_broker<Message, Policy>::expire() {
 }
 
 template <message_type Message, threading_policy Policy>
-template <class Stop>
-std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_messages, Stop&& stop) {
+std::size_t basic_broker<Message, Policy>::dispatch_some(std::size_t max_messages, detail::function_ref<bool()> stop) {
     if (vhost_.has_timed_queues() || publishing_.expiring_seen()) expire(); // what RabbitMQ's timers would have done by now
     detail::ref_ptr<typename vhost_type::queues::walk_list> list;
     {
         shared_lock lock(topology_);
         list = vhost_.queue_slots().walk();
     }
-    return dispatcher_.run(*list, max_messages, std::forward<Stop>(stop));
+    return dispatcher_.run(*list, max_messages, stop);
 }
 
 } // namespace warren
+
+// The compiled mode's declarations (nothing unless WARREN_COMPILED_LIB is defined).
+#include "compiled.hpp"

@@ -4,6 +4,7 @@
 
 #include "broker.hpp"
 #include "clock.hpp"
+#include "compiled.hpp"
 #include "config.hpp"
 #include "delivery.hpp"
 #include "direct_exchange.hpp"

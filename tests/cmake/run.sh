@@ -4,6 +4,7 @@
 #      and against the build tree (warren_DIR=<build dir>, no install),
 #   2. add_subdirectory(<warren checkout>),
 #   3. FetchContent (SOURCE_DIR = the local checkout; no network).
+# Each also builds the compiled mode (warren::compiled) and runs a program linked to it.
 # Each consumer (tests/cmake/<way>/) is configured, built and run.
 #
 # Usage: tests/cmake/run.sh        (compiler: $CXX if set, else CMake's default)
@@ -27,6 +28,7 @@ consumer() {
     cmake -S "$here/$dir" -B "$work/$name" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
     cmake --build "$work/$name" -j2
     "$work/$name/consumer"
+    "$work/$name/consumer_compiled" # prints hello
     echo "consumer $name: OK"
     passed=$((passed + 1))
 }
@@ -42,6 +44,7 @@ cmake --install "$work/warren-build" --prefix "$work/prefix"
 test -f "$work/prefix/share/cmake/warren/warrenConfig.cmake"
 test -f "$work/prefix/share/cmake/warren/warrenConfigVersion.cmake"
 test -f "$work/prefix/include/warren/warren.hpp"
+test -f "$work/prefix/share/warren/src/warren.cpp"
 if [ -e "$work/prefix/include/warren/amqp" ]; then
     echo "error: include/warren/amqp/ must not be installed with warren::warren" >&2
     exit 1

@@ -18,6 +18,7 @@
 #include "../../handlers.hpp"
 #include "../../queue.hpp"
 #include "../core/deferred_release.hpp"
+#include "../core/function_ref.hpp"
 #include "../core/ref_ptr.hpp"
 #include "dead_letter_router.hpp"
 #include "queue_table.hpp"
@@ -42,10 +43,10 @@ public:
     explicit dispatcher(router_type& dead_letters) noexcept : dead_letters_(&dead_letters) {}
 
     /// Delivers from `list` until `max_messages`, no consumer can take more, or `stop()`
-    /// says so; returns how many were delivered. A callback that throws: a delivery still
-    /// pending is rejected without requeue, then the exception goes to report().
-    template <class Stop>
-    std::size_t run(const queue_list& list, std::size_t max_messages, Stop&& stop) {
+    /// (if given) says so; returns how many were delivered. A callback that throws: a
+    /// delivery still pending is rejected without requeue, then the exception goes to
+    /// report().
+    std::size_t run(const queue_list& list, std::size_t max_messages, function_ref<bool()> stop) {
         const std::size_t n = list.queues.size();
         if (n == 0) return 0;
         // Rounds go on from the queue after the last one served, so a small budget per call
@@ -54,7 +55,7 @@ public:
         std::size_t delivered = 0;
         std::size_t idle = 0; // queues in a row that had nothing to deliver
         while (delivered < max_messages && idle < n) {
-            if (stop()) break;
+            if (stop && stop()) break;
             queue_type* queue = list.queues[next].get();
             next = next + 1 == n ? 0 : next + 1;
             auto pending = queue == nullptr ? std::nullopt : next_callback(*queue); // null: deleted
