@@ -12,10 +12,13 @@
 #   rabbitmq  differential tests: warren's routing and queue arguments against a real
 #          RabbitMQ (a private rabbitmq-server on loopback, started and stopped by
 #          tests/differential/run.sh)
+#   compile_time  the 10-line program's compile time as a ratio to Boost.Signals2's
+#          equivalent, compiled in the same job (bench/run_compile_time.sh): at most 1 in
+#          the compiled mode, at most 4.2 header-only (3.6 measured: a regression guard)
 # Installs missing Debian packages first. Exits non-zero if anything fails.
 #
-# Usage: ./scripts/test.sh [stage...]   (stages: gcc clang asan tsan fuzz consumers rabbitmq;
-#                                         default: all of them)
+# Usage: ./scripts/test.sh [stage...]   (stages: gcc clang asan tsan fuzz consumers rabbitmq
+#                                         compile_time; default: all of them)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +31,10 @@ packages=(cmake ninja-build g++ clang libclang-rt-14-dev catch2)
 # The rabbitmq stage needs a RabbitMQ server and rabbitmq-c.
 if (($# == 0)) || [[ " $* " == *" rabbitmq "* ]]; then
     packages+=(pkg-config librabbitmq-dev rabbitmq-server)
+fi
+# The compile_time stage compiles Boost.Signals2's 10-line program beside warren's.
+if (($# == 0)) || [[ " $* " == *" compile_time "* ]]; then
+    packages+=(libboost-dev)
 fi
 # shellcheck source=packages.sh
 source "$root/scripts/packages.sh"
@@ -69,6 +76,11 @@ fuzz_stage() {
 
 consumers_stage() {
     "$root/tests/cmake/run.sh"
+}
+
+compile_time_stage() {
+    MAX_RATIO=${WARREN_MAX_COMPILE_RATIO:-1.0} MAX_HEADER_ONLY_RATIO=${WARREN_MAX_HEADER_ONLY_COMPILE_RATIO:-4.2} \
+        "$root/bench/run_compile_time.sh"
 }
 
 rabbitmq_stage() {
@@ -115,7 +127,7 @@ run_stage() {
 
 stages=("$@")
 if ((${#stages[@]} == 0)); then
-    stages=(gcc clang asan tsan fuzz consumers rabbitmq)
+    stages=(gcc clang asan tsan fuzz consumers rabbitmq compile_time)
 fi
 
 total_start=$SECONDS
@@ -135,8 +147,10 @@ for s in "${stages[@]}"; do
             run_stage consumers consumers_stage ;;
         rabbitmq)
             run_stage rabbitmq rabbitmq_stage ;;
+        compile_time)
+            run_stage compile_time compile_time_stage ;;
         *)
-            echo "test.sh: unknown stage '$s' (gcc clang asan tsan fuzz consumers rabbitmq)" >&2
+            echo "test.sh: unknown stage '$s' (gcc clang asan tsan fuzz consumers rabbitmq compile_time)" >&2
             exit 2 ;;
     esac
 done

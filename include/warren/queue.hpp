@@ -2,6 +2,9 @@
 /// @file queue.hpp
 /// basic_queue: a queue's rules over its three stores (ready messages, consumers, unacked
 /// deliveries): prefetch, acknowledgements, TTL, length limits and what it lets go of.
+/// Over 600 lines for a reason: it is one public class with its documentation, each member
+/// a rule of RabbitMQ's classic queue over the stores in detail/queue/, and splitting the
+/// rules apart would split the lock that makes them atomic.
 
 #include <algorithm>
 #include <chrono>
@@ -25,6 +28,7 @@
 #include "detail/message/message_node.hpp"
 #include "detail/queue/consumer_rotation.hpp"
 #include "detail/queue/ready_store.hpp"
+#include "detail/queue/router_gate.hpp"
 #include "detail/queue/unacked_ledger.hpp"
 #include "error.hpp"
 #include "options.hpp"
@@ -216,44 +220,14 @@ public:
     /// it deleted it.
     bool close_if_unused(time_point unused_since_before = time_point::max());
 
-    /// The dead-letter router, held for as long as the pass lives: the broker, as it goes
-    /// away, waits for every pass to end (detach_router) and then hands out empty ones.
-    class router_pass {
-    public:
-        router_pass(router_pass&& other) noexcept
-            : queue_(std::exchange(other.queue_, nullptr)), router_(std::exchange(other.router_, nullptr)) {}
-        router_pass(const router_pass&) = delete;
-        router_pass& operator=(const router_pass&) = delete;
-        router_pass& operator=(router_pass&&) = delete;
-        ~router_pass() {
-            if (router_ == nullptr) return;
-            std::lock_guard lock(queue_->mutex_);
-            --queue_->passes_;
-            if constexpr (Policy::thread_safe) queue_->idle_.notify_all();
-        }
-        [[nodiscard]] explicit operator bool() const noexcept { return router_ != nullptr; }
-        router_type* operator->() const noexcept { return router_; }
-
-    private:
-        friend basic_queue;
-        router_pass(basic_queue* q, router_type* r) noexcept : queue_(q), router_(r) {}
-        basic_queue* queue_;
-        router_type* router_;
-    };
+    /// The dead-letter router, held open for as long as the pass lives (detail::router_gate).
+    using router_pass = typename detail::router_gate<router_type, Policy>::pass;
     /// A pass to the dead-letter router, empty once the broker is going away. For the
     /// holders of deliveries and subscriptions, which may outlive the broker.
-    [[nodiscard]] router_pass pass_to_router() {
-        std::lock_guard lock(mutex_);
-        if (router_ != nullptr) ++passes_;
-        return router_pass(router_ == nullptr ? nullptr : this, router_);
-    }
+    [[nodiscard]] router_pass pass_to_router() { return router_.enter(); }
     /// Hands out no more passes, once those held on other threads have ended: the broker
     /// calls it as it is destroyed.
-    void detach_router() {
-        std::unique_lock lock(mutex_);
-        router_ = nullptr;
-        if constexpr (Policy::thread_safe) idle_.wait(lock, [&] { return passes_ == 0; });
-    }
+    void detach_router() { router_.close(); }
 
 private:
     using ready_entry = typename detail::ready_store<node_type>::entry;
@@ -296,11 +270,10 @@ private:
     const queue_options options_;
     const queue_arguments arguments_;
     const clock* clock_;
-    router_type* router_;  // null once the broker is going away (detach_router)
-    std::size_t passes_ = 0; // router passes held, with no lock held
+    detail::router_gate<router_type, Policy> router_;
     mutable typename Policy::mutex mutex_;
     [[no_unique_address]] condition available_; // a message arrived (try_get_for)
-    [[no_unique_address]] condition idle_;      // a callback returned (cancel), a pass ended
+    [[no_unique_address]] condition idle_;      // a callback returned (cancel)
     std::size_t waiters_ = 0;
     detail::ready_store<node_type> ready_;
     detail::unacked_ledger<ready_entry> unacked_;

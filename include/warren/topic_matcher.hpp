@@ -1,6 +1,8 @@
 #pragma once
 /// @file topic_matcher.hpp
-/// A standalone topic matcher with RabbitMQ's semantics, built for speed.
+/// A standalone topic matcher with RabbitMQ's semantics, built for speed. Over 600 lines
+/// for a reason: one data structure (the trie, its word ids, the route cache and the
+/// compaction that keeps memory following the bindings down), fuzzed as a unit.
 
 #include <algorithm>
 #include <concepts>
