@@ -112,13 +112,7 @@ public:
     /// Routes what `from` let go of, taking the topology lock. The caller holds a
     /// deferred_release::scope; `letters` is emptied.
     void route_from(queue_type& from, dead_letters& letters) {
-        if (letters.empty()) return;
-        jobs work;
-        work.reserve(letters.size());
-        for (auto& letter : letters) work.push_back(job{ref_ptr<queue_type>(&from), std::move(letter.message), letter.reason});
-        letters.clear();
-        std::shared_lock lock(*topology_);
-        route(work);
+        if (!letters.empty()) route_letters(from, letters); // the common case, none, inline
     }
 
     /// Dead letters whose queue names a dead-letter exchange that does not exist.
@@ -127,6 +121,14 @@ public:
     [[nodiscard]] std::uint64_t cycles() const noexcept { return cycles_.load(std::memory_order_relaxed); }
 
 private:
+    void route_letters(queue_type& from, dead_letters& letters) {
+        jobs work;
+        work.reserve(letters.size());
+        for (auto& letter : letters) work.push_back(job{ref_ptr<queue_type>(&from), std::move(letter.message), letter.reason});
+        letters.clear();
+        std::shared_lock lock(*topology_);
+        route(work);
+    }
     void route_one(job& letter, std::vector<destination>& targets, jobs& work) {
         if (letter.hops >= max_hops) {
             cycles_.fetch_add(1, std::memory_order_relaxed);
