@@ -22,6 +22,21 @@
 
 #include "clock.hpp"
 #include "delivery.hpp"
+#if !defined(WARREN_COMPILED_LIB)
+// The built-in exchange types, which the constructor registers; in the compiled mode the
+// constructor is in the library, and these headers are for the programs that use them.
+#    include "direct_exchange.hpp"
+#    include "fanout_exchange.hpp"
+#    include "headers_exchange.hpp"
+#    include "topic_exchange.hpp"
+#else
+namespace warren {
+class direct_exchange;
+class fanout_exchange;
+class headers_exchange;
+class topic_exchange;
+} // namespace warren
+#endif
 #include "detail/broker/dead_letter_router.hpp"
 #include "detail/broker/declare_rules.hpp"
 #include "detail/broker/dispatcher.hpp"
@@ -31,17 +46,13 @@
 #include "detail/core/deferred_release.hpp"
 #include "detail/core/function_ref.hpp"
 #include "detail/core/saturate.hpp"
-#include "direct_exchange.hpp"
-#include "fanout_exchange.hpp"
 #include "handlers.hpp"
-#include "headers_exchange.hpp"
 #include "options.hpp"
 #include "policy.hpp"
 #include "publisher.hpp"
 #include "queue.hpp"
 #include "stats.hpp"
 #include "subscription.hpp"
-#include "topic_exchange.hpp"
 #include "topology.hpp"
 
 namespace warren {
@@ -392,10 +403,11 @@ private:
 
 template <message_type Message, threading_policy Policy>
 basic_broker<Message, Policy>::basic_broker(const clock& time) : clock_(&time) {
-    register_exchange_type<direct_exchange>();
-    register_exchange_type<fanout_exchange>();
-    register_exchange_type<topic_exchange>();
-    register_exchange_type<headers_exchange>();
+    // Through `this`, so that the compiled mode's programs need only declare the types.
+    this->template register_exchange_type<direct_exchange>();
+    this->template register_exchange_type<fanout_exchange>();
+    this->template register_exchange_type<topic_exchange>();
+    this->template register_exchange_type<headers_exchange>();
     vhost_.add_predeclared_exchanges(routing_cache_capacity_);
 }
 
