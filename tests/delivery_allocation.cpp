@@ -5,6 +5,7 @@
 // Allocations are counted by the replaced global operator new of warren_tests_allocation
 // (support/counting_allocator.cpp; see tests/CMakeLists.txt).
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 
 #include "support/catch.hpp"
 #include "support/counting_allocator.hpp"
+#include "support/scale.hpp"
 
 using warren_test::allocation_counter;
 
@@ -50,6 +52,19 @@ std::size_t run(warren::broker& broker, const warren::publisher& publisher, std:
     }
     broker.dispatch();
     return counter.count();
+}
+
+/// Ten queues on fanout exchange "frame", each with a consumer that counts into `received`.
+std::vector<warren::subscription> fan_out_to_ten(warren::broker& broker, std::size_t& received) {
+    broker.declare_exchange("frame", "fanout");
+    std::vector<warren::subscription> subs;
+    for (int i = 0; i < 10; ++i) {
+        const std::string name = "system" + std::to_string(i);
+        broker.declare_queue(name);
+        broker.bind_queue(name, "frame");
+        subs.push_back(broker.subscribe(name, [&received](warren::delivery&) { ++received; }));
+    }
+    return subs;
 }
 
 } // namespace
@@ -126,15 +141,8 @@ TEST_CASE("allocation: topic exchange with a routing cache hit allocates nothing
 
 TEST_CASE("allocation: fanout to ten queues allocates nothing once warm", "[allocation]") {
     warren::broker broker;
-    broker.declare_exchange("frame", "fanout");
     std::size_t received = 0;
-    std::vector<warren::subscription> subs;
-    for (int i = 0; i < 10; ++i) {
-        const std::string name = "system" + std::to_string(i);
-        broker.declare_queue(name);
-        broker.bind_queue(name, "frame");
-        subs.push_back(broker.subscribe(name, [&](warren::delivery&) { ++received; }));
-    }
+    const auto subs = fan_out_to_ten(broker, received);
     const auto publisher = broker.make_publisher("frame");
 
     auto warm = make_messages(warm_up, "tick");
@@ -169,4 +177,113 @@ TEST_CASE("allocation: a struct body costs no allocation from publish to callbac
     for (int frame = 0; frame < 50; ++frame) publish_frame();
     CHECK(counter.count() == 0);
     CHECK(total == 0.5f * 100 * 70);
+}
+
+// ---------------------------------------------------------------------------------------
+// A whole frame in flight: every message published before one dispatch. The node pool
+// keeps as many nodes as were ever in flight at once (no fixed cap), so a frame of any
+// size allocates nothing once a frame of that size has run; 100-byte routing keys.
+
+namespace {
+
+const std::size_t frame = warren_test::at_scale(100000);
+
+/// A 100-byte routing key of three words, `first.<x...>.last`.
+std::string hundred_byte_key(const std::string& first, const std::string& last) {
+    std::string key = first + ".";
+    key += std::string(100 - key.size() - last.size() - 1, 'x');
+    key += "." + last;
+    return key;
+}
+
+/// Publishes a frame of messages, then dispatches once; returns the allocations made.
+std::size_t run_frame(warren::broker& broker, const warren::publisher& publisher, const std::string& key) {
+    auto messages = make_messages(static_cast<int>(frame), key);
+    return run(broker, publisher, messages, static_cast<int>(frame) + 1);
+}
+
+using node_type = warren::detail::message_node<warren::message, warren::single_threaded>;
+
+} // namespace
+
+TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing once warm (direct, 100-byte keys)",
+          "[allocation]") {
+    const std::string key = hundred_byte_key("unit", "spawned");
+    REQUIRE(key.size() == 100);
+    warren::broker broker;
+    broker.declare_exchange("events", "direct");
+    broker.declare_queue("q");
+    broker.bind_queue("q", "events", key);
+    std::size_t received = 0;
+    auto sub = broker.subscribe("q", [&](warren::delivery&) { ++received; });
+    const auto publisher = broker.make_publisher("events");
+    (void)run_frame(broker, publisher, key); // warm: the pool and the queue's ring grow
+    CHECK(run_frame(broker, publisher, key) == 0);
+    CHECK(received == 2 * frame);
+}
+
+TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing once warm (topic cache hit)",
+          "[allocation]") {
+    const std::string key = hundred_byte_key("unit", "spawned");
+    warren::broker broker;
+    broker.declare_exchange("world", "topic");
+    broker.declare_queue("spawns");
+    broker.bind_queue("spawns", "world", "unit.*.spawned");
+    broker.declare_queue("units");
+    broker.bind_queue("units", "world", "unit.#");
+    std::size_t received = 0;
+    auto a = broker.subscribe("spawns", [&](warren::delivery&) { ++received; });
+    auto b = broker.subscribe("units", [&](warren::delivery&) { ++received; });
+    const auto publisher = broker.make_publisher("world");
+    (void)run_frame(broker, publisher, key);
+    CHECK(run_frame(broker, publisher, key) == 0);
+    CHECK(received == 2 * 2 * frame);
+}
+
+TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing once warm (fanout to ten)",
+          "[allocation]") {
+    warren::broker broker;
+    std::size_t received = 0;
+    const auto subs = fan_out_to_ten(broker, received);
+    const auto publisher = broker.make_publisher("frame");
+    const std::string key = hundred_byte_key("tick", "all");
+    (void)run_frame(broker, publisher, key);
+    CHECK(run_frame(broker, publisher, key) == 0);
+    CHECK(received == 2 * 10 * frame);
+}
+
+TEST_CASE("allocation: shrink() gives the node pool back and the next frame allocates its nodes again", "[allocation]") {
+    warren::broker broker;
+    broker.declare_queue("q");
+    auto sub = broker.subscribe("q", [](warren::delivery&) {});
+    const auto publisher = broker.make_publisher("");
+    (void)run_frame(broker, publisher, "q");
+    REQUIRE(run_frame(broker, publisher, "q") == 0);
+    REQUIRE(warren::detail::block_pool<sizeof(node_type)>::cached() >= frame);
+    const std::size_t held = warren_test::live_heap_bytes();
+    broker.shrink();
+    CHECK(warren::detail::block_pool<sizeof(node_type)>::cached() == 0);
+    CHECK(held - warren_test::live_heap_bytes() >= frame * sizeof(node_type)); // back to the allocator
+    CHECK(run_frame(broker, publisher, "q") >= frame); // one node per message, again
+}
+
+TEST_CASE("allocation: after a burst a quieter dispatch gives back the nodes beyond twice its peak plus 4096",
+          "[allocation]") {
+    warren::broker broker;
+    broker.declare_queue("q");
+    auto sub = broker.subscribe("q", [](warren::delivery&) {});
+    const auto publisher = broker.make_publisher("");
+    broker.shrink(); // what earlier tests on this thread left
+    (void)run_frame(broker, publisher, "q"); // the burst: its dispatch keeps every node
+    REQUIRE(warren::detail::block_pool<sizeof(node_type)>::cached() == frame);
+    // Steady small frames: the first one's dispatch applies the idle rule to a period whose
+    // peak was 100 nodes; later ones keep what they need, allocating nothing.
+    auto small_frame = [&] {
+        auto messages = make_messages(100, "q");
+        return run(broker, publisher, messages, 101);
+    };
+    (void)small_frame();
+    const std::size_t bound = 2 * 100 + warren::detail::block_pool<sizeof(node_type)>::slack;
+    CHECK(warren::detail::block_pool<sizeof(node_type)>::cached() == std::min(frame, bound));
+    for (int i = 0; i < 10; ++i) CHECK(small_frame() == 0);
 }

@@ -81,6 +81,9 @@ struct destination_list_access {
 ///   arguments. It may throw warren::error to refuse bad arguments, leaving itself unchanged.
 /// - `unbind(d, key, args)` removes a binding that `bind` accepted before.
 /// - `route(msg, out)` adds to `out` every destination whose binding matches.
+/// - Optionally, `static constexpr bool routes_each_destination_once = true;` promises
+///   that `route` never adds a destination twice; the broker then skips the pass that
+///   gives each queue one copy (a sort), as it does for direct and fanout.
 ///
 /// The broker serialises bind and unbind against route, so an exchange needs no locks of
 /// its own; `route` is const and may run on several threads at once.

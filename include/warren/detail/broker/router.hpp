@@ -33,10 +33,11 @@ void route(const exchange_table<Policy>& exchanges, const QueueNames& queues, co
     thread_local destination_list found;
     destination_list_access::clear(found);
     if (exchange.exchange_targets == 0 && exchange.alternate.empty()) {
-        // Bound to queues only: one exchange's own route is the answer.
+        // Bound to queues only: one exchange's own route is the answer. (The swap keeps
+        // both vectors' capacity, so routing allocates nothing once warm.)
         exchange.impl->route(view, found);
-        out = destination_list_access::storage(found);
-        one_copy_per_queue(out);
+        out.swap(destination_list_access::storage(found));
+        if (!exchange.impl->routes_each_destination_once()) one_copy_per_queue(out);
         return;
     }
     // Walk the exchanges the message reaches, as RabbitMQ's rabbit_exchange:route does:

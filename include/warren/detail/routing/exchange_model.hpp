@@ -13,17 +13,26 @@ namespace warren::detail {
 /// The broker's view of an exchange, whatever its type.
 class exchange_base {
 public:
+    explicit exchange_base(bool routes_once) noexcept : routes_once_(routes_once) {}
     virtual ~exchange_base() = default;
+    exchange_base(const exchange_base&) = delete;
+    exchange_base& operator=(const exchange_base&) = delete;
+    /// Whether route() never adds a destination twice (exchange_type's optional promise).
+    [[nodiscard]] bool routes_each_destination_once() const noexcept { return routes_once_; }
     virtual void bind(destination d, std::string_view key, const field_table& args) = 0;
     virtual void unbind(destination d, std::string_view key, const field_table& args) = 0;
     virtual void route(const routing_view& msg, destination_list& out) const = 0;
     /// Sizes the routing cache of exchange types that have one; others ignore it.
     virtual void set_cache_capacity(std::size_t entries) = 0;
+
+private:
+    bool routes_once_;
 };
 
 template <exchange_type E>
 class exchange_model final : public exchange_base {
 public:
+    exchange_model() : exchange_base(promises_routes_once()) {}
     void bind(destination d, std::string_view key, const field_table& args) override { impl_.bind(d, key, args); }
     void unbind(destination d, std::string_view key, const field_table& args) override { impl_.unbind(d, key, args); }
     void route(const routing_view& msg, destination_list& out) const override { impl_.route(msg, out); }
@@ -32,6 +41,10 @@ public:
     }
 
 private:
+    static constexpr bool promises_routes_once() {
+        if constexpr (requires { E::routes_each_destination_once; }) return E::routes_each_destination_once;
+        else return false;
+    }
     E impl_;
 };
 
