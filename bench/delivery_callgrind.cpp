@@ -1,7 +1,8 @@
 // Instructions per message on the delivery path, for callgrind (noise-free, unlike time):
 //   valgrind --tool=callgrind --collect-atstart=no ./bench_delivery_callgrind <workload>
 // Each workload warms up, then collects only around N publishes and their dispatch.
-// Workloads: direct (1 queue, 1 callback), topic (cache hit), fanout10 (10 queues).
+// Workloads: direct (1 queue, 1 callback), topic (cache hit), fanout10 (10 queues), each
+// published by exchange name; direct_publisher publishes through a basic_publisher.
 // Prints nothing useful itself; read "Collected" from callgrind's summary and divide by N.
 #include <warren/broker.hpp>
 
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -21,7 +23,8 @@ int run(const char* workload) {
     std::string exchange;
     std::string key = "k";
     int queues = 1;
-    if (std::strcmp(workload, "direct") == 0) {
+    const bool through_publisher = std::strcmp(workload, "direct_publisher") == 0;
+    if (std::strcmp(workload, "direct") == 0 || through_publisher) {
         exchange = "amq.direct";
     } else if (std::strcmp(workload, "topic") == 0) {
         exchange = "amq.topic";
@@ -41,8 +44,12 @@ int run(const char* workload) {
         broker.bind_queue(q, exchange, exchange == "amq.topic" ? "a.*.c" : key);
         subs.push_back(broker.subscribe(q, [&](warren::delivery& d) { delivered += d.body().size(); }));
     }
+    const auto publisher = broker.make_publisher(exchange);
     auto round = [&] {
-        for (int i = 0; i < messages; ++i) (void)broker.publish(exchange, {.routing_key = key, .body = "0123456789abcdef"});
+        for (int i = 0; i < messages; ++i) {
+            warren::message m{.routing_key = key, .body = "0123456789abcdef"};
+            (void)(through_publisher ? publisher.publish(std::move(m)) : broker.publish(exchange, std::move(m)));
+        }
         broker.dispatch();
     };
     round(); // warm: pools, caches, rings

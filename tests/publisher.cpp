@@ -153,3 +153,95 @@ TEST_CASE("publisher: a default-constructed publisher is empty", "[publisher]") 
     const warren::basic_publisher<warren::concurrent_broker> none_mt;
     CHECK_FALSE(static_cast<bool>(none_mt));
 }
+
+// A single-threaded publisher replays the route of the key it published last while the
+// topology is unchanged; every change that takes effect ends the replay. These tests hold
+// for both policies, since the replay must never be observable.
+
+TEMPLATE_TEST_CASE("publisher: a replayed route follows every binding, queue and exchange change", "[publisher]",
+                   warren::broker, warren::concurrent_broker) {
+    TestType b;
+    b.declare_exchange("events", "direct");
+    (void)b.declare_queue("a");
+    b.bind_queue("a", "events", "k");
+    const auto events = b.make_publisher("events");
+    CHECK(events.publish(msg("k", "1")) == 1);
+    CHECK(events.publish(msg("k", "2")) == 1); // the replay
+    (void)b.declare_queue("b");
+    b.bind_queue("b", "events", "k");
+    CHECK(events.publish(msg("k", "3")) == 2);
+    b.unbind_queue("a", "events", "k");
+    CHECK(events.publish(msg("k", "4")) == 1);
+    (void)b.delete_queue("b");
+    CHECK(events.publish(msg("k", "5")) == 0);
+    (void)b.declare_queue("c"); // takes the slot "b" had
+    CHECK(events.publish(msg("k", "6")) == 0);
+    b.bind_queue("c", "events", "k");
+    CHECK(events.publish(msg("k", "7")) == 1);
+    b.declare_exchange("more", "fanout");
+    b.bind_exchange("more", "events", "k"); // now the route walks another exchange
+    (void)b.declare_queue("d");
+    b.bind_queue("d", "more");
+    CHECK(events.publish(msg("k", "8")) == 2);
+    CHECK(events.publish(msg("k", "9")) == 2);
+    CHECK(drain(b, "a") == strings{"1", "2", "3"});
+    CHECK(drain(b, "c") == strings{"7", "8", "9"});
+    CHECK(drain(b, "d") == strings{"8", "9"});
+}
+
+TEMPLATE_TEST_CASE("publisher: a replayed route is the route of its own key", "[publisher]", warren::broker,
+                   warren::concurrent_broker) {
+    TestType b;
+    b.declare_exchange("logs", "topic");
+    (void)b.declare_queue("kern");
+    (void)b.declare_queue("user");
+    b.bind_queue("kern", "logs", "kern.*");
+    b.bind_queue("user", "logs", "user.*");
+    const auto logs = b.make_publisher("logs");
+    for (int i = 0; i < 3; ++i) {
+        CHECK(logs.publish(msg("kern.info", "k")) == 1);
+        CHECK(logs.publish(msg("kern.info", "k")) == 1);
+        CHECK(logs.publish(msg("user.info", "u")) == 1);
+    }
+    CHECK(drain(b, "kern") == strings{"k", "k", "k", "k", "k", "k"});
+    CHECK(drain(b, "user") == strings{"u", "u", "u"});
+}
+
+TEMPLATE_TEST_CASE("publisher: routes that read more than the key are routed every time", "[publisher]",
+                   warren::broker, warren::concurrent_broker) {
+    TestType b;
+    b.declare_exchange("match", "headers");
+    (void)b.declare_queue("pdf");
+    b.bind_queue("pdf", "match", "", {{"x-match", "all"}, {"format", "pdf"}});
+    const auto match = b.make_publisher("match");
+    warren::message pdf = msg("same-key", "1");
+    pdf.properties.headers.set("format", "pdf");
+    warren::message zip = msg("same-key", "2");
+    zip.properties.headers.set("format", "zip");
+    CHECK(match.publish(pdf) == 1);
+    CHECK(match.publish(zip) == 0); // same key, other headers
+    CHECK(match.publish(pdf) == 1);
+
+    // An alternate exchange: the route depends on whether the exchange's own bindings match.
+    b.declare_exchange("unrouted", "fanout");
+    (void)b.declare_queue("rest");
+    b.bind_queue("rest", "unrouted");
+    b.declare_exchange("main", "direct", {.arguments = {{"alternate-exchange", "unrouted"}}});
+    const auto main = b.make_publisher("main");
+    CHECK(main.publish(msg("nobody", "3")) == 1);
+    CHECK(main.publish(msg("nobody", "4")) == 1);
+    CHECK(drain(b, "pdf") == strings{"1", "1"});
+    CHECK(drain(b, "rest") == strings{"3", "4"});
+}
+
+TEMPLATE_TEST_CASE("publisher: the default exchange's replayed route follows queues declared and deleted",
+                   "[publisher]", warren::broker, warren::concurrent_broker) {
+    TestType b;
+    const auto direct = b.make_publisher("");
+    CHECK(direct.publish(msg("later", "1")) == 0);
+    (void)b.declare_queue("later");
+    CHECK(direct.publish(msg("later", "2")) == 1);
+    CHECK(direct.publish(msg("later", "3")) == 1);
+    (void)b.delete_queue("later");
+    CHECK(direct.publish(msg("later", "4")) == 0);
+}

@@ -364,7 +364,8 @@ private:
 
     /// Publishes `msg`, moving from it (the public overloads take it by rvalue or copy it,
     /// so a message is moved once on its way into the queue). `exchange` null: by name.
-    confirmation publish_to(exchange_node* exchange, std::string_view name, Message& msg, publish_options options);
+    confirmation publish_to(exchange_node* exchange, std::string_view name, Message& msg, publish_options options,
+                            detail::route_memo* memo = nullptr);
     /// Binds (`add`) or unbinds the queue or exchange `target` to exchange `source`: the
     /// checks and lookups of the four bind and unbind members, in RabbitMQ's order.
     void change_binding(bool add, std::string_view source, bool names_default_exchange, destination::kind target_kind,
@@ -520,7 +521,7 @@ void basic_broker<Message, Policy>::change_binding(bool add, std::string_view so
 
 template <message_type Message, threading_policy Policy>
 confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, std::string_view name, Message& msg,
-                                                       publish_options options) {
+                                                       publish_options options, detail::route_memo* memo) {
     // What the publish lets go of (messages dropped or dead-lettered on its way, perhaps
     // the stored message itself) goes once the lock is released.
     const detail::deferred_release::scope releases_after_unlock;
@@ -536,7 +537,7 @@ confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, 
             if (exchange->deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange->name));
             node = detail::ref_ptr<exchange_node>(exchange);
         }
-        outcome = publishing_.route_and_push(*node, msg, stored);
+        outcome = publishing_.route_and_push(*node, msg, stored, memo, vhost_.version());
     }
     if (publishing_.is_returned(outcome, options.mandatory)) publishing_.return_message(*node, msg, outcome);
     return outcome;

@@ -21,6 +21,7 @@ public:
     static constexpr std::string_view type_name = "direct";
     /// One destination per key once, however many bindings keep it (destination_counts).
     static constexpr bool routes_each_destination_once = true;
+    static constexpr bool routes_by_key_only = true;
 
     void bind(destination d, std::string_view key, const field_table& /*args*/) {
         table_.try_emplace(std::string(key)).first->second.add(d);

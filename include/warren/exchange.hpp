@@ -84,6 +84,10 @@ struct destination_list_access {
 /// - Optionally, `static constexpr bool routes_each_destination_once = true;` promises
 ///   that `route` never adds a destination twice; the broker then skips the pass that
 ///   gives each queue one copy (a sort), as it does for direct and fanout.
+/// - Optionally, `static constexpr bool routes_by_key_only = true;` promises that `route`
+///   depends on the routing key alone, never on the properties: a single-threaded
+///   publisher then replays the route of the key it published last while the topology is
+///   unchanged, as it does for direct, fanout and topic.
 ///
 /// The broker serialises bind and unbind against route, so an exchange needs no locks of
 /// its own; `route` is const and may run on several threads at once.

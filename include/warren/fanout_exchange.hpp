@@ -17,6 +17,7 @@ public:
     static constexpr std::string_view type_name = "fanout";
     /// Each destination once, however many bindings keep it (destination_counts).
     static constexpr bool routes_each_destination_once = true;
+    static constexpr bool routes_by_key_only = true;
 
     void bind(destination d, std::string_view /*key*/, const field_table& /*args*/) { destinations_.add(d); }
     void unbind(destination d, std::string_view /*key*/, const field_table& /*args*/) { (void)destinations_.remove(d); }

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "detail/core/ref_ptr.hpp"
+#include "detail/routing/route_memo.hpp"
 #include "options.hpp"
 
 namespace warren {
@@ -27,7 +28,10 @@ struct confirmation {
 /// Publishes to the exchange it was made for. The exchange is resolved once, when the
 /// handle is made, so publishing through it does no name lookup. If the exchange is
 /// deleted, publishing throws not_found (404) even if one of the same name is declared
-/// again: make a new publisher for the new exchange.
+/// again: make a new publisher for the new exchange. Under single_threaded it also
+/// remembers the route of the last key it published (where the route follows from the key:
+/// direct, fanout and topic exchanges bound to queues) and replays it, with no routing,
+/// for as long as the topology does not change.
 /// @code
 /// auto logs = broker.make_publisher("logs");
 /// logs.publish({.routing_key = "kern.info", .body = "booted"});
@@ -44,21 +48,21 @@ public:
     /// Routes `msg` and returns how many queues got it (0: unroutable; with
     /// `options.mandatory` it then goes to the broker's return handler).
     [[nodiscard]] std::size_t publish(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(exchange_.get(), {}, msg, options).routed;
+        return broker_->publish_to(exchange_.get(), {}, msg, options, memo()).routed;
     }
     /// Publishes a copy of `msg`.
     [[nodiscard]] std::size_t publish(const message_type& msg, publish_options options = {}) const {
         message_type copy(msg);
-        return broker_->publish_to(exchange_.get(), {}, copy, options).routed;
+        return broker_->publish_to(exchange_.get(), {}, copy, options, memo()).routed;
     }
     /// Publishes and reports the confirm: see basic_broker::publish_confirmed.
     [[nodiscard]] confirmation publish_confirmed(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(exchange_.get(), {}, msg, options);
+        return broker_->publish_to(exchange_.get(), {}, msg, options, memo());
     }
     /// Publishes a copy of `msg` and reports the confirm.
     [[nodiscard]] confirmation publish_confirmed(const message_type& msg, publish_options options = {}) const {
         message_type copy(msg);
-        return broker_->publish_to(exchange_.get(), {}, copy, options);
+        return broker_->publish_to(exchange_.get(), {}, copy, options, memo());
     }
 
     /// The exchange's name.
@@ -72,8 +76,15 @@ private:
     basic_publisher(Broker* owner, detail::ref_ptr<node> exchange) noexcept
         : broker_(owner), exchange_(std::move(exchange)) {}
 
+    /// The remembered route; none under multi_threaded, where publish() runs on many threads.
+    [[nodiscard]] detail::route_memo* memo() const noexcept {
+        if constexpr (Broker::policy_type::thread_safe) return nullptr;
+        else return &memo_;
+    }
+
     Broker* broker_ = nullptr;
     detail::ref_ptr<node> exchange_;
+    mutable detail::route_memo memo_; // single_threaded: one thread publishes
 };
 
 } // namespace warren

@@ -15,6 +15,7 @@ namespace warren {
 class topic_exchange {
 public:
     static constexpr std::string_view type_name = "topic";
+    static constexpr bool routes_by_key_only = true;
 
     void bind(destination d, std::string_view key, const field_table& /*args*/) { matcher_.insert(key, d); }
     void unbind(destination d, std::string_view key, const field_table& /*args*/) { matcher_.erase(key, d); }

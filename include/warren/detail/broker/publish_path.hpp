@@ -46,8 +46,11 @@ public:
 
     /// Routes `msg` and pushes it into the queues routed to; an unroutable message stays in
     /// `msg` for return(). The stored message goes to `stored`, which the caller keeps
-    /// until its lock is released. Topology lock held (shared).
-    confirmation route_and_push(exchange_node_type& exchange, Message& msg, ref_ptr<node_type>& stored) {
+    /// until its lock is released. With a `memo` (a single-threaded publisher's), a key
+    /// routed under the same topology `version` before reuses that route, and a route that
+    /// follows from the key alone is remembered. Topology lock held (shared).
+    confirmation route_and_push(exchange_node_type& exchange, Message& msg, ref_ptr<node_type>& stored,
+                                route_memo* memo = nullptr, std::uint64_t version = 0) {
         check_length(msg.routing_key, "routing key");
         validate_table(msg.properties.headers, "message headers");
         if (exchange.options.internal) {
@@ -59,8 +62,8 @@ public:
             if (!expiring_seen_.load(std::memory_order_relaxed)) expiring_seen_.store(true, std::memory_order_relaxed);
         }
         exchange.published.fetch_add(1, std::memory_order_relaxed);
-        thread_local std::vector<destination> targets;
-        route(*exchanges_, *queues_, exchange, routing_view{msg.routing_key, msg.properties}, targets);
+        thread_local std::vector<destination> routed;
+        const std::vector<destination>& targets = route_of(exchange, msg, memo, version, routed);
         confirmation outcome;
         if (targets.empty()) {
             exchange.unroutable.fetch_add(1, std::memory_order_relaxed);
@@ -77,6 +80,20 @@ public:
         }
         if (!work.empty()) dead_letters_->route(work);
         return outcome;
+    }
+
+    /// The route of `msg`: `memo`'s if it holds for this key and version, else routed into
+    /// `out` (and remembered in `memo` when it follows from the key alone).
+    const std::vector<destination>& route_of(const exchange_node_type& exchange, const Message& msg, route_memo* memo,
+                                             std::uint64_t version, std::vector<destination>& out) {
+        if (memo != nullptr && memo->version == version && memo->key == msg.routing_key) return memo->targets;
+        route(*exchanges_, *queues_, exchange, routing_view{msg.routing_key, msg.properties}, out);
+        if (memo != nullptr && route_follows_key(exchange)) {
+            memo->key = msg.routing_key;
+            memo->targets = out;
+            memo->version = version;
+        }
+        return out;
     }
 
     /// Whether `outcome` of a publish with `mandatory` is a return: routed to no queue (a

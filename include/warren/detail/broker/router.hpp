@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../../exchange.hpp"
+#include "../routing/route_memo.hpp"
 #include "exchange_table.hpp"
 
 namespace warren::detail {
@@ -17,6 +18,15 @@ inline void one_copy_per_queue(std::vector<destination>& targets) {
     if (targets.size() < 2) return;
     std::sort(targets.begin(), targets.end());
     targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+}
+
+/// Whether a message's route from `exchange` follows from its key alone and the topology:
+/// the default exchange, or one bound to queues only, without an alternate, whose type
+/// promises routes_by_key_only.
+template <threading_policy Policy>
+[[nodiscard]] bool route_follows_key(const exchange_node<Policy>& exchange) noexcept {
+    if (exchange.name.empty()) return true;
+    return exchange.exchange_targets == 0 && exchange.alternate.empty() && exchange.impl->routes_by_key_only();
 }
 
 /// Puts into `out` the queues that a message with `view` published to `exchange` reaches.

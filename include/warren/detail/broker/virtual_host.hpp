@@ -52,6 +52,9 @@ public:
     [[nodiscard]] const exchange_table<Policy>& exchanges() const noexcept { return exchanges_; }
     [[nodiscard]] const queues& queue_slots() const noexcept { return queues_; }
     [[nodiscard]] const binding_table<Policy>& bindings() const noexcept { return bindings_; }
+    /// Changes with every declare, delete, bind and unbind that takes effect, so a route
+    /// remembered under one version holds while it lasts. Topology lock held (shared).
+    [[nodiscard]] std::uint64_t version() const noexcept { return version_; }
     /// Whether a queue with x-message-ttl or x-expires exists (dispatch then applies time).
     [[nodiscard]] bool has_timed_queues() const noexcept { return timed_queues_.load(std::memory_order_relaxed) > 0; }
 
@@ -95,6 +98,7 @@ public:
         check_not_reserved(name, "exchange");
         check_new_exchange_options(name, options);
         (void)exchanges_.add(name, type, options, cache_capacity);
+        ++version_;
     }
     /// delete_exchange: a missing one is nothing; with `if_unused`, one with bindings is 406.
     void delete_exchange(std::string_view name, bool if_unused) {
@@ -130,6 +134,7 @@ public:
         std::string actual(name);
         while (actual.empty() || queues_.contains(actual)) actual = generated_name("amq.gen-", name_seed_, 2 * ++name_counter_);
         (void)queues_.add(make_ref<queue_type>(actual, options, *clock_, router_));
+        ++version_; // the default exchange routes to it now
         if (parsed.message_ttl || parsed.expires) timed_queues_.fetch_add(1, std::memory_order_relaxed);
         return actual;
     }
@@ -191,12 +196,14 @@ public:
     /// Binds (`add`) or unbinds `target` to exchange `source`; an auto-delete exchange
     /// that loses its last binding is deleted.
     void change_binding(bool add, node& source, destination target, std::string_view key, const field_table& arguments) {
+        ++version_;
         if (add) bindings_.add(target, source, key, arguments);
         else if (bindings_.remove(target, source, key, arguments)) delete_exchange(source);
     }
 
 private:
     void delete_exchange(node& exchange) {
+        ++version_;
         bindings_.remove_from(exchange);
         const auto unused = bindings_.remove_to(destination(destination::kind::exchange, exchange.index));
         // Publishers may keep the node alive, marked deleted; else it goes once the lock
@@ -211,6 +218,7 @@ private:
     }
     /// Removes a closed queue from the tables; its reference is deferred.
     void remove_queue(std::uint32_t index, std::size_t& cursor) {
+        ++version_;
         const queue_arguments& args = queues_.slot(index)->arguments();
         if (args.message_ttl || args.expires) timed_queues_.fetch_sub(1, std::memory_order_relaxed);
         const auto unused = bindings_.remove_to(destination(destination::kind::queue, index));
@@ -224,6 +232,7 @@ private:
     queues queues_;
     binding_table<Policy> bindings_{exchanges_};
     typename Policy::template atomic<std::size_t> timed_queues_{0}; // with x-message-ttl or x-expires
+    std::uint64_t version_ = 1; // changed under the unique lock, read under the shared one
     const std::uint64_t name_seed_;
     std::uint64_t name_counter_ = 0;
 };
