@@ -448,7 +448,7 @@ void run_pair(benchmark::State& state, Produce produce, Consume consume) {
 }
 
 enum class mt_exchange { direct, default_exchange };
-enum class mt_consumer { try_get, try_get_for, dispatch };
+enum class mt_consumer { try_get, handle_try_get, try_get_for, dispatch };
 
 void bm_threads_warren(benchmark::State& state, mt_exchange x, mt_consumer c) {
     mt_broker broker;
@@ -478,6 +478,19 @@ void bm_threads_warren(benchmark::State& state, mt_exchange x, mt_consumer c) {
                 poller p;
                 while (got.count < m) {
                     if (auto d = broker.try_get("q")) {
+                        got.take(d->body());
+                        p.got();
+                    } else if (!p.idle()) {
+                        break;
+                    }
+                }
+                break;
+            }
+            case mt_consumer::handle_try_get: { // the queue resolved once
+                const auto q = broker.make_queue_handle("q");
+                poller p;
+                while (got.count < m) {
+                    if (auto d = q.try_get()) {
                         got.take(d->body());
                         p.got();
                     } else if (!p.idle()) {
@@ -635,6 +648,7 @@ void register_all() {
     using c = mt_consumer;
     threaded(RegisterBenchmark("threads/poll/warren_direct_try_get", bm_threads_warren, x::direct, c::try_get));
     threaded(RegisterBenchmark("threads/poll/warren_default_try_get", bm_threads_warren, x::default_exchange, c::try_get));
+    threaded(RegisterBenchmark("threads/poll/warren_direct_handle_try_get", bm_threads_warren, x::direct, c::handle_try_get));
     threaded(RegisterBenchmark("threads/poll/warren_direct_dispatch", bm_threads_warren, x::direct, c::dispatch));
     threaded(RegisterBenchmark("threads/poll/warren_default_dispatch", bm_threads_warren, x::default_exchange, c::dispatch));
     threaded(RegisterBenchmark("threads/poll/moodycamel_concurrent", bm_threads_concurrent_queue));

@@ -18,6 +18,7 @@
 
 #include "support/broker_io.hpp"
 #include "support/catch.hpp"
+#include "support/errors.hpp"
 
 using warren_test::drain;
 using warren_test::drain_marked;
@@ -38,9 +39,7 @@ warren::queue_options dead_letter_to(const std::string& target) {
 }
 
 /// What the tests' callbacks throw.
-struct callback_failure : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+using warren_test::callback_failure;
 
 } // namespace
 

@@ -13,6 +13,7 @@
 
 #include "support/broker_io.hpp"
 #include "support/catch.hpp"
+#include "support/errors.hpp"
 
 using warren_test::drain;
 using warren_test::drain_marked;
@@ -24,9 +25,7 @@ using warren_test::to_queue;
 namespace {
 
 /// What the tests' callbacks throw.
-struct callback_failure : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+using warren_test::callback_failure;
 
 } // namespace
 

@@ -51,6 +51,7 @@ class topic_exchange;
 #include "policy.hpp"
 #include "publisher.hpp"
 #include "queue.hpp"
+#include "queue_handle.hpp"
 #include "stats.hpp"
 #include "subscription.hpp"
 #include "topology.hpp"
@@ -112,6 +113,7 @@ public:
     using delivery = basic_delivery<Message, Policy>;
     using subscription = basic_subscription<basic_broker>;
     using publisher = basic_publisher<basic_broker>;
+    using queue_handle = basic_queue_handle<basic_broker>;
     using callback = typename queue_type::callback_type;
     using error_handler = typename detail::dispatcher<Message, Policy>::error_handler;
     using returned_message = basic_returned_message<Message>;
@@ -250,6 +252,10 @@ public:
             if (auto pass = q->pass_to_router()) pass->route_from(*q, dead);
         });
     }
+
+    /// A handle that takes from `queue` with no name lookup (see basic_queue_handle).
+    /// Unknown queue: not_found.
+    [[nodiscard]] queue_handle make_queue_handle(std::string_view queue) const { return queue_handle(find_queue_ref(queue)); }
 
     /// Subscribes `fn` to `queue`. The callback runs inside dispatch(); the subscription
     /// lasts as long as the returned handle. An empty tag gets a generated one.

@@ -19,6 +19,8 @@ template <class Broker>
 class basic_subscription;
 template <class Broker>
 class basic_publisher;
+template <class Broker>
+class basic_queue_handle;
 
 /// A message with a std::string body.
 using message = basic_message<std::string>;
@@ -32,5 +34,7 @@ using delivery = basic_delivery<message, single_threaded>;
 using subscription = basic_subscription<broker>;
 /// The publisher handle of `broker`.
 using publisher = basic_publisher<broker>;
+/// The queue handle of `broker`.
+using queue_handle = basic_queue_handle<broker>;
 
 } // namespace warren

@@ -21,6 +21,7 @@
 #include "publisher.hpp"
 #include "queue.hpp"
 #include "queue_arguments.hpp"
+#include "queue_handle.hpp"
 #include "routing_key.hpp"
 #include "stats.hpp"
 #include "subscription.hpp"

@@ -1,6 +1,7 @@
 // What the warren::error thrown by a call says, as one string to compare.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 
 #include <warren/error.hpp>
@@ -8,6 +9,11 @@
 #include "support/catch.hpp"
 
 namespace warren_test {
+
+/// What a test's consumer callback throws on purpose.
+struct callback_failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
 
 /// "<reply code> <what()>" of the warren::error that `f` throws, e.g.
 /// "404 NOT_FOUND - no exchange 'logs'", or "no error". One string checks both the code
