@@ -247,10 +247,8 @@ public:
     [[nodiscard]] std::optional<delivery> try_get_for(std::string_view queue, std::chrono::duration<Rep, Period> timeout,
                                                       ack_mode mode = ack_mode::automatic) {
         auto q = find_queue_ref(queue);
-        // Through a pass, not this broker: another thread may destroy the broker meanwhile.
-        return q->try_get_for(timeout, mode, [&q](dead_letters& dead) {
-            if (auto pass = q->pass_to_router()) pass->route_from(*q, dead);
-        });
+        // Through the gate, not this broker: another thread may destroy the broker meanwhile.
+        return q->try_get_for(timeout, mode, [&q](dead_letters& dead) { detail::route_through_gate(*q, dead); });
     }
 
     /// A handle that takes from `queue` with no name lookup (see basic_queue_handle).
@@ -467,10 +465,7 @@ std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, 
 
 template <message_type Message, threading_policy Policy>
 void basic_broker<Message, Policy>::expire_heads(queue_type& queue) const {
-    const detail::deferred_release::scope releases_after_unlock;
-    dead_letters dead;
-    (void)queue.expire(dead);
-    dead_letters_.route_from(queue, dead);
+    (void)dead_letters_.route_after(queue, [&](dead_letters& dead) { return queue.expire(dead); });
 }
 
 template <message_type Message, threading_policy Policy>
@@ -560,6 +555,7 @@ void basic_broker<Message, Policy>::set_return_handler(return_handler handler) {
 template <message_type Message, threading_policy Policy>
 auto basic_broker<Message, Policy>::try_get(std::string_view queue, ack_mode mode) -> std::optional<delivery> {
     auto q = find_queue_ref(queue);
+    // Written out rather than through route_after, which would move the delivery once more.
     const detail::deferred_release::scope releases_after_unlock;
     dead_letters dead;
     auto got = q->try_get(mode, dead);

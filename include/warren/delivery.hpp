@@ -116,6 +116,7 @@ private:
 // alone gives a delivery that can be settled. (queue.hpp includes this header first;
 // #pragma once ends the circle either way.)
 #include "detail/broker/dead_letter_router.hpp"
+#include "detail/broker/route_through_gate.hpp"
 
 namespace warren {
 
@@ -135,10 +136,7 @@ void basic_delivery<Message, Policy>::nack(bool multiple, bool requeue) {
     auto q = std::move(queue_);
     typename queue::dead_letters dead;
     q->settle(tag_, multiple, false, requeue, dead);
-    // A broker going away hands out an empty pass: the letters are then dropped here.
-    if (!dead.empty()) {
-        if (auto pass = q->pass_to_router()) pass->route_from(*q, dead);
-    }
+    detail::route_through_gate(*q, dead); // the broker may be gone: then they are dropped
 }
 
 } // namespace warren

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "detail/broker/route_through_gate.hpp"
 #include "detail/core/deferred_release.hpp"
 #include "detail/core/ref_ptr.hpp"
 #include "error.hpp"
@@ -41,7 +42,7 @@ public:
         const detail::deferred_release::scope releases_after_unlock;
         typename queue_type::dead_letters dead;
         auto got = queue_->try_get(mode, dead);
-        route(dead);
+        detail::route_through_gate(*queue_, dead);
         if (!got && queue_->closed()) gone();
         return got;
     }
@@ -50,7 +51,9 @@ public:
         requires Broker::policy_type::thread_safe
     [[nodiscard]] std::optional<delivery> try_get_for(std::chrono::duration<Rep, Period> timeout,
                                                       ack_mode mode = ack_mode::automatic) const {
-        auto got = queue_->try_get_for(timeout, mode, [this](typename queue_type::dead_letters& dead) { route(dead); });
+        auto got = queue_->try_get_for(timeout, mode, [this](typename queue_type::dead_letters& dead) {
+            detail::route_through_gate(*queue_, dead);
+        });
         if (!got && queue_->closed()) gone();
         return got;
     }
@@ -65,12 +68,6 @@ private:
     friend Broker;
     explicit basic_queue_handle(detail::ref_ptr<queue_type> queue) noexcept : queue_(std::move(queue)) {}
 
-    /// Dead letters go to the router through the queue's gate, which is closed once the
-    /// broker is going away (they are then dropped).
-    void route(typename queue_type::dead_letters& dead) const {
-        if (dead.empty()) return;
-        if (auto pass = queue_->pass_to_router()) pass->route_from(*queue_, dead);
-    }
     [[noreturn]] void gone() const {
         detail::raise(reply_code::not_found, "no queue " + detail::quoted(queue_->name()) + " (deleted)");
     }

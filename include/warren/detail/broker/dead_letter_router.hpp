@@ -21,6 +21,7 @@
 #include "../message/x_death.hpp"
 #include "exchange_table.hpp"
 #include "queue_table.hpp"
+#include "route_through_gate.hpp"
 #include "router.hpp"
 
 namespace warren::detail {
@@ -113,6 +114,24 @@ public:
     /// deferred_release::scope; `letters` is emptied.
     void route_from(queue_type& from, dead_letters& letters) {
         if (!letters.empty()) route_letters(from, letters); // the common case, none, inline
+    }
+
+    /// Runs `op(dead)`, an operation of `queue` that appends what it lets go of to `dead`,
+    /// routes those dead letters, and returns what `op` returned; the references dropped
+    /// on the way go once this returns (it holds a deferred_release::scope). For results
+    /// that are cheap to move: a delivery returned through here is moved once more.
+    template <class Op>
+    decltype(auto) route_after(queue_type& queue, Op&& op) {
+        const deferred_release::scope releases_after_unlock;
+        dead_letters dead;
+        if constexpr (std::is_void_v<std::invoke_result_t<Op&, dead_letters&>>) {
+            op(dead);
+            route_from(queue, dead);
+        } else {
+            auto result = op(dead);
+            route_from(queue, dead);
+            return result;
+        }
     }
 
     /// Dead letters whose queue names a dead-letter exchange that does not exist.

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "../../publisher.hpp"
 #include "../../routing_key.hpp"
 #include "../core/ref_ptr.hpp"
+#include "../core/shared_handler.hpp"
 #include "../message/expiration.hpp"
 #include "../message/message_node.hpp"
 #include "dead_letter_router.hpp"
@@ -106,22 +106,13 @@ public:
     void return_message(exchange_node_type& exchange, Message& msg, confirmation& outcome) {
         exchange.returned.fetch_add(1, std::memory_order_relaxed);
         outcome.returned = true;
-        std::shared_ptr<const return_handler> handler;
-        {
-            std::lock_guard lock(handler_mutex_);
-            handler = handler_;
-        }
+        const auto handler = handler_.get();
         if (!handler) return; // dropped: publish() returned 0 for it
         returned_message returned{reply_code::no_route, "NO_ROUTE", exchange.name, std::move(msg)};
         (*handler)(returned);
     }
-    /// Replaces the return handler; the one replaced is destroyed after the lock.
-    void set_return_handler(return_handler handler) {
-        std::shared_ptr<const return_handler> replaced =
-            handler ? std::make_shared<const return_handler>(std::move(handler)) : nullptr;
-        std::lock_guard lock(handler_mutex_);
-        std::swap(handler_, replaced);
-    }
+    /// Replaces the return handler (see shared_handler).
+    void set_return_handler(return_handler handler) { handler_.set(std::move(handler)); }
 
     /// Whether a message with an expiration was ever published.
     [[nodiscard]] bool expiring_seen() const noexcept { return expiring_seen_.load(std::memory_order_relaxed); }
@@ -131,8 +122,7 @@ private:
     const typename router_type::queues* queues_;
     router_type* dead_letters_;
     typename Policy::template atomic<bool> expiring_seen_{false};
-    mutable typename Policy::mutex handler_mutex_;
-    std::shared_ptr<const return_handler> handler_; // copied under the lock, called without it
+    shared_handler<return_handler, Policy> handler_;
 };
 
 } // namespace warren::detail
