@@ -55,6 +55,7 @@ class topic_exchange;
 #include "stats.hpp"
 #include "subscription.hpp"
 #include "topology.hpp"
+#include "typed_callback.hpp"
 
 namespace warren {
 /// A RabbitMQ-style broker inside one process.
@@ -258,6 +259,14 @@ public:
     /// Subscribes `fn` to `queue`. The callback runs inside dispatch(); the subscription
     /// lasts as long as the returned handle. An empty tag gets a generated one.
     [[nodiscard]] subscription subscribe(std::string_view queue, callback fn, consumer_options options = {});
+    /// Subscribes `fn`, which takes one alternative `Event` of a std::variant body, as
+    /// `fn(const Event&)` or `fn(const Event&, delivery&)`: one index test per message; a
+    /// message holding another alternative is rejected and reported (see typed_callback).
+    template <class Event, class Fn>
+        requires alternative_of<Event, typename Message::body_type> && event_handler<Fn, Event, delivery>
+    [[nodiscard]] subscription subscribe(std::string_view queue, Fn fn, consumer_options options = {}) {
+        return subscribe(queue, typed_callback<Event, delivery>(std::move(fn)), std::move(options));
+    }
 
     /// Runs consumer callbacks for up to `max_messages` ready messages; returns how many
     /// were delivered. See the class comment for the order and for throwing callbacks.

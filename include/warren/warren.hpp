@@ -28,3 +28,4 @@
 #include "topic_exchange.hpp"
 #include "topic_matcher.hpp"
 #include "topology.hpp"
+#include "typed_callback.hpp"
