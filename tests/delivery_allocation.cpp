@@ -259,10 +259,10 @@ TEST_CASE("allocation: shrink() gives the node pool back and the next frame allo
     const auto publisher = broker.make_publisher("");
     (void)run_frame(broker, publisher, "q");
     REQUIRE(run_frame(broker, publisher, "q") == 0);
-    REQUIRE(warren::detail::block_pool<sizeof(node_type)>::cached() >= frame);
+    REQUIRE(node_type::pooled_blocks() >= frame);
     const std::size_t held = warren_test::live_heap_bytes();
     broker.shrink();
-    CHECK(warren::detail::block_pool<sizeof(node_type)>::cached() == 0);
+    CHECK(node_type::pooled_blocks() == 0);
     CHECK(held - warren_test::live_heap_bytes() >= frame * sizeof(node_type)); // back to the allocator
     CHECK(run_frame(broker, publisher, "q") >= frame); // one node per message, again
 }
@@ -275,7 +275,7 @@ TEST_CASE("allocation: after a burst a quieter dispatch gives back the nodes bey
     const auto publisher = broker.make_publisher("");
     broker.shrink(); // what earlier tests on this thread left
     (void)run_frame(broker, publisher, "q"); // the burst: its dispatch keeps every node
-    REQUIRE(warren::detail::block_pool<sizeof(node_type)>::cached() == frame);
+    REQUIRE(node_type::pooled_blocks() == frame);
     // Steady small frames: the first one's dispatch applies the idle rule to a period whose
     // peak was 100 nodes; later ones keep what they need, allocating nothing.
     auto small_frame = [&] {
@@ -284,6 +284,6 @@ TEST_CASE("allocation: after a burst a quieter dispatch gives back the nodes bey
     };
     (void)small_frame();
     const std::size_t bound = 2 * 100 + warren::detail::block_pool<sizeof(node_type)>::slack;
-    CHECK(warren::detail::block_pool<sizeof(node_type)>::cached() == std::min(frame, bound));
+    CHECK(node_type::pooled_blocks() == std::min(frame, bound));
     for (int i = 0; i < 10; ++i) CHECK(small_frame() == 0);
 }

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "detail/core/ref_ptr.hpp"
+#include "detail/message/outgoing_message.hpp"
 #include "detail/routing/route_memo.hpp"
 #include "options.hpp"
 
@@ -48,21 +49,20 @@ public:
     /// Routes `msg` and returns how many queues got it (0: unroutable; with
     /// `options.mandatory` it then goes to the broker's return handler).
     [[nodiscard]] std::size_t publish(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(exchange_.get(), {}, msg, options, memo()).routed;
+        return publish_confirmed(std::move(msg), options).routed;
     }
     /// Publishes a copy of `msg`.
     [[nodiscard]] std::size_t publish(const message_type& msg, publish_options options = {}) const {
-        message_type copy(msg);
-        return broker_->publish_to(exchange_.get(), {}, copy, options, memo()).routed;
+        return publish_confirmed(message_type(msg), options).routed;
     }
     /// Publishes and reports the confirm: see basic_broker::publish_confirmed.
     [[nodiscard]] confirmation publish_confirmed(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(exchange_.get(), {}, msg, options, memo());
+        auto parts = outgoing::of(msg);
+        return broker_->publish_to(exchange_.get(), {}, parts, options, memo());
     }
     /// Publishes a copy of `msg` and reports the confirm.
     [[nodiscard]] confirmation publish_confirmed(const message_type& msg, publish_options options = {}) const {
-        message_type copy(msg);
-        return broker_->publish_to(exchange_.get(), {}, copy, options, memo());
+        return publish_confirmed(message_type(msg), options);
     }
 
     /// The exchange's name.
@@ -73,6 +73,7 @@ public:
 private:
     friend Broker;
     using node = typename Broker::exchange_node;
+    using outgoing = detail::outgoing_message<typename message_type::body_type>;
     basic_publisher(Broker* owner, detail::ref_ptr<node> exchange) noexcept
         : broker_(owner), exchange_(std::move(exchange)) {}
 

@@ -2,8 +2,10 @@
 /// @file detail/core/block_pool.hpp
 /// block_pool: per-thread reuse of fixed-size blocks, growing to the thread's high-water mark.
 
+#include <array>
 #include <cstddef>
 #include <new>
+#include <utility>
 
 namespace warren::detail {
 
@@ -97,6 +99,43 @@ private:
     static bool& retired() noexcept {
         thread_local bool gone = false; // trivially destructible: readable until the thread ends
         return gone;
+    }
+};
+
+/// The block_pools of several sizes, each size once however often it is listed: blocks of
+/// one size are one pool, and its idle rule must run once per period (a second run would
+/// read a peak the first one had just reset). Thread safety: as block_pool.
+template <std::size_t... Sizes>
+class block_pool_set {
+public:
+    static void end_of_period() noexcept {
+        each([](auto size) { block_pool<decltype(size)::value>::end_of_period(); });
+    }
+    static void shrink() noexcept {
+        each([](auto size) { block_pool<decltype(size)::value>::shrink(); });
+    }
+    /// Blocks this thread's pools hold for reuse.
+    [[nodiscard]] static std::size_t cached() noexcept {
+        std::size_t n = 0;
+        each([&n](auto size) { n += block_pool<decltype(size)::value>::cached(); });
+        return n;
+    }
+
+private:
+    static constexpr std::array<std::size_t, sizeof...(Sizes)> sizes{Sizes...};
+    /// Whether sizes[I] is listed for the first time at I.
+    template <std::size_t I>
+    static constexpr bool first_listing() noexcept {
+        for (std::size_t j = 0; j < I; ++j) {
+            if (sizes[j] == sizes[I]) return false;
+        }
+        return true;
+    }
+    template <class F>
+    static void each(F&& f) noexcept {
+        [&f]<std::size_t... I>(std::index_sequence<I...>) {
+            ((first_listing<I>() ? f(std::integral_constant<std::size_t, sizes[I]>{}) : void()), ...);
+        }(std::make_index_sequence<sizeof...(Sizes)>{});
     }
 };
 
