@@ -3,6 +3,7 @@
 // handed back intact by try_get, subscribe, dead-lettering and basic.return.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -181,4 +182,27 @@ TEMPLATE_TEST_CASE("message layout: basic.return hands back the key, body and pr
     CHECK(returned[1].routing_key.empty());
     CHECK(returned[1].body == "plain");
     CHECK(returned[1].properties == warren::properties{});
+}
+
+TEMPLATE_TEST_CASE("message layout: an over-aligned body is stored at its alignment, whatever the key's length",
+                   "[message][layout]", warren::single_threaded, warren::multi_threaded) {
+    // Aligned beyond what operator new promises: its nodes bypass the pools.
+    struct alignas(2 * __STDCPP_DEFAULT_NEW_ALIGNMENT__) wide {
+        int value = 0;
+    };
+    warren::basic_broker<warren::basic_message<wide>, TestType> b;
+    b.declare_exchange("x", "fanout");
+    b.declare_queue("q");
+    b.bind_queue("q", "x");
+    const std::vector<std::size_t> lengths{0, 16, 17, 100, 255};
+    for (const std::size_t n : lengths) {
+        REQUIRE(b.publish("x", {.routing_key = key_of(n), .body = wide{static_cast<int>(n)}}) == 1);
+    }
+    for (const std::size_t n : lengths) {
+        auto d = b.try_get("q");
+        REQUIRE(d);
+        CHECK(reinterpret_cast<std::uintptr_t>(&d->body()) % alignof(wide) == 0);
+        CHECK(d->body().value == static_cast<int>(n));
+        CHECK(d->routing_key() == key_of(n));
+    }
 }
