@@ -127,7 +127,7 @@ std::map<std::string, std::string> place_orders(warren::broker& broker, const st
     }
     std::map<std::string, std::string> landed;
     for (const auto& q : queues) {
-        while (auto d = broker.try_get(q)) landed[d->routing_key()] = q;
+        while (auto d = broker.try_get(q)) landed[std::string(d->routing_key())] = q;
     }
     ok &= landed.size() == order_count;
     return landed;

@@ -37,7 +37,7 @@ struct log_receiver {
         std::cout << '\n';
         subscription = broker.subscribe(queue, [this](warren::delivery& d) {
             std::cout << "     " << name << " [x] " << d.routing_key() << ":" << d.body() << '\n';
-            got.push_back(d.routing_key() + ":" + d.body());
+            got.push_back(std::string(d.routing_key()) + ":" + d.body());
         });
     }
 };

@@ -79,7 +79,7 @@ struct log_receiver {
         subscription = broker.subscribe(queue, [this](warren::delivery& d) {
             std::cout << "     receiver " << std::left << std::setw(24) << name << " [x] " << d.routing_key() << ":"
                       << d.body() << '\n';
-            got.push_back(d.routing_key());
+            got.emplace_back(d.routing_key());
         });
     }
 };

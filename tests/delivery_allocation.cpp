@@ -1,6 +1,7 @@
 // The single-threaded delivery path allocates nothing per message once warm: publish ->
 // route -> queue -> dispatch -> callback, for direct, topic (cache hit) and fanout to ten
-// queues, with bodies moved in.
+// queues, with bodies moved in, whether published as messages or as a key and a body, and
+// whatever properties a message sets beyond what they hold themselves.
 //
 // Allocations are counted by the replaced global operator new of warren_tests_allocation
 // (support/counting_allocator.cpp; see tests/CMakeLists.txt).
@@ -204,6 +205,27 @@ std::size_t run_frame(warren::broker& broker, const warren::publisher& publisher
 
 using node_type = warren::detail::message_node<warren::message, warren::single_threaded>;
 
+/// Direct exchange "events" with queue "q" bound under `key`.
+void events_to_q(warren::broker& broker, const std::string& key) {
+    broker.declare_exchange("events", "direct");
+    broker.declare_queue("q");
+    broker.bind_queue("q", "events", key);
+}
+
+/// Topic exchange "world" with queues "spawns" (unit.*.spawned) and "units" (unit.#), each
+/// with a consumer that counts into `received`.
+std::vector<warren::subscription> units_world(warren::broker& broker, std::size_t& received) {
+    broker.declare_exchange("world", "topic");
+    broker.declare_queue("spawns");
+    broker.bind_queue("spawns", "world", "unit.*.spawned");
+    broker.declare_queue("units");
+    broker.bind_queue("units", "world", "unit.#");
+    std::vector<warren::subscription> subs;
+    subs.push_back(broker.subscribe("spawns", [&received](warren::delivery&) { ++received; }));
+    subs.push_back(broker.subscribe("units", [&received](warren::delivery&) { ++received; }));
+    return subs;
+}
+
 } // namespace
 
 TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing once warm (direct, 100-byte keys)",
@@ -211,33 +233,13 @@ TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing on
     const std::string key = hundred_byte_key("unit", "spawned");
     REQUIRE(key.size() == 100);
     warren::broker broker;
-    broker.declare_exchange("events", "direct");
-    broker.declare_queue("q");
-    broker.bind_queue("q", "events", key);
+    events_to_q(broker, key);
     std::size_t received = 0;
     auto sub = broker.subscribe("q", [&](warren::delivery&) { ++received; });
     const auto publisher = broker.make_publisher("events");
     (void)run_frame(broker, publisher, key); // warm: the pool and the queue's ring grow
     CHECK(run_frame(broker, publisher, key) == 0);
     CHECK(received == 2 * frame);
-}
-
-TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing once warm (topic cache hit)",
-          "[allocation]") {
-    const std::string key = hundred_byte_key("unit", "spawned");
-    warren::broker broker;
-    broker.declare_exchange("world", "topic");
-    broker.declare_queue("spawns");
-    broker.bind_queue("spawns", "world", "unit.*.spawned");
-    broker.declare_queue("units");
-    broker.bind_queue("units", "world", "unit.#");
-    std::size_t received = 0;
-    auto a = broker.subscribe("spawns", [&](warren::delivery&) { ++received; });
-    auto b = broker.subscribe("units", [&](warren::delivery&) { ++received; });
-    const auto publisher = broker.make_publisher("world");
-    (void)run_frame(broker, publisher, key);
-    CHECK(run_frame(broker, publisher, key) == 0);
-    CHECK(received == 2 * 2 * frame);
 }
 
 TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing once warm (fanout to ten)",
@@ -252,6 +254,102 @@ TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing on
     CHECK(received == 2 * 10 * frame);
 }
 
+// The same frames published as a key and a body, without a basic_message: the key is read
+// in place and stored after the node, in a pooled block of its size class.
+
+namespace {
+
+/// A frame of 100-byte bodies, made before counting starts.
+std::vector<std::string> make_bodies() {
+    std::vector<std::string> out;
+    out.reserve(frame);
+    for (std::size_t i = 0; i < frame; ++i) out.emplace_back(100, static_cast<char>('a' + i % 26));
+    return out;
+}
+
+/// Publishes a frame of bodies with `publish(body)`, then dispatches once; returns the
+/// allocations made.
+template <class Publish>
+std::size_t run_body_frame(warren::broker& broker, Publish&& publish) {
+    auto bodies = make_bodies();
+    allocation_counter counter;
+    for (auto& body : bodies) (void)publish(std::move(body));
+    broker.dispatch();
+    return counter.count();
+}
+
+} // namespace
+
+TEST_CASE("allocation: a frame of 100000 keys and bodies in flight allocates nothing once warm (direct by name, "
+          "100-byte keys)",
+          "[allocation]") {
+    const std::string key = hundred_byte_key("unit", "spawned");
+    warren::broker broker;
+    events_to_q(broker, key);
+    std::size_t received = 0;
+    auto sub = broker.subscribe("q", [&](warren::delivery& d) { received += d.routing_key() == key ? 1 : 0; });
+    auto publish = [&](std::string body) { return broker.publish("events", key, std::move(body)); };
+    (void)run_body_frame(broker, publish);
+    CHECK(run_body_frame(broker, publish) == 0);
+    CHECK(received == 2 * frame);
+}
+
+TEST_CASE("allocation: a frame of 100000 messages in flight allocates nothing once warm (topic cache hit)",
+          "[allocation]") {
+    const std::string key = hundred_byte_key("unit", "spawned");
+    warren::broker broker;
+    std::size_t received = 0;
+    const auto subs = units_world(broker, received);
+    const auto publisher = broker.make_publisher("world");
+    SECTION("published as messages") {
+        (void)run_frame(broker, publisher, key);
+        CHECK(run_frame(broker, publisher, key) == 0);
+    }
+    SECTION("published as keys and bodies through a publisher") {
+        auto publish = [&](std::string body) { return publisher.publish(key, std::move(body)); };
+        (void)run_body_frame(broker, publish);
+        CHECK(run_body_frame(broker, publish) == 0);
+    }
+    CHECK(received == 2 * 2 * frame);
+}
+
+TEST_CASE("allocation: a frame of 100000 keys and bodies in flight allocates nothing once warm (fanout to ten by "
+          "name)",
+          "[allocation]") {
+    warren::broker broker;
+    std::size_t received = 0;
+    const auto subs = fan_out_to_ten(broker, received);
+    const std::string key = hundred_byte_key("tick", "all");
+    auto publish = [&](std::string body) { return broker.publish("frame", key, std::move(body)); };
+    (void)run_body_frame(broker, publish);
+    CHECK(run_body_frame(broker, publish) == 0);
+    CHECK(received == 2 * 10 * frame);
+}
+
+TEST_CASE("allocation: messages that set properties allocate nothing beyond what their own properties hold",
+          "[allocation]") {
+    const std::string key = hundred_byte_key("unit", "spawned");
+    warren::broker broker;
+    events_to_q(broker, key);
+    std::size_t correlated = 0;
+    auto sub = broker.subscribe("q", [&](warren::delivery& d) {
+        correlated += d.properties().correlation_id && d.properties().headers.contains("tenant") ? 1 : 0;
+    });
+    const auto publisher = broker.make_publisher("events");
+    // The messages, their headers and correlation ids made before counting starts.
+    auto frame_with_properties = [&] {
+        auto messages = make_messages(static_cast<int>(frame), key);
+        for (auto& m : messages) {
+            m.properties.correlation_id = "a-correlation-id-longer-than-small-string-storage";
+            m.properties.headers.set("tenant", "eu");
+        }
+        return run(broker, publisher, messages, static_cast<int>(frame) + 1);
+    };
+    (void)frame_with_properties(); // warm: the properties' pool too
+    CHECK(frame_with_properties() == 0);
+    CHECK(correlated == 2 * frame);
+}
+
 TEST_CASE("allocation: shrink() gives the node pool back and the next frame allocates its nodes again", "[allocation]") {
     warren::broker broker;
     broker.declare_queue("q");
@@ -259,10 +357,10 @@ TEST_CASE("allocation: shrink() gives the node pool back and the next frame allo
     const auto publisher = broker.make_publisher("");
     (void)run_frame(broker, publisher, "q");
     REQUIRE(run_frame(broker, publisher, "q") == 0);
-    REQUIRE(warren::detail::block_pool<sizeof(node_type)>::cached() >= frame);
+    REQUIRE(node_type::pooled_blocks() >= frame);
     const std::size_t held = warren_test::live_heap_bytes();
     broker.shrink();
-    CHECK(warren::detail::block_pool<sizeof(node_type)>::cached() == 0);
+    CHECK(node_type::pooled_blocks() == 0);
     CHECK(held - warren_test::live_heap_bytes() >= frame * sizeof(node_type)); // back to the allocator
     CHECK(run_frame(broker, publisher, "q") >= frame); // one node per message, again
 }
@@ -275,7 +373,7 @@ TEST_CASE("allocation: after a burst a quieter dispatch gives back the nodes bey
     const auto publisher = broker.make_publisher("");
     broker.shrink(); // what earlier tests on this thread left
     (void)run_frame(broker, publisher, "q"); // the burst: its dispatch keeps every node
-    REQUIRE(warren::detail::block_pool<sizeof(node_type)>::cached() == frame);
+    REQUIRE(node_type::pooled_blocks() == frame);
     // Steady small frames: the first one's dispatch applies the idle rule to a period whose
     // peak was 100 nodes; later ones keep what they need, allocating nothing.
     auto small_frame = [&] {
@@ -284,6 +382,6 @@ TEST_CASE("allocation: after a burst a quieter dispatch gives back the nodes bey
     };
     (void)small_frame();
     const std::size_t bound = 2 * 100 + warren::detail::block_pool<sizeof(node_type)>::slack;
-    CHECK(warren::detail::block_pool<sizeof(node_type)>::cached() == std::min(frame, bound));
+    CHECK(node_type::pooled_blocks() == std::min(frame, bound));
     for (int i = 0; i < 10; ++i) CHECK(small_frame() == 0);
 }

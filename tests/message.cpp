@@ -150,7 +150,7 @@ TEMPLATE_TEST_CASE("message: fanout shares one message between queues", "[messag
     // The documented sharing: one message, so one body, whatever the number of queues.
     CHECK(&a->body() == &b->body());
     CHECK(&a->body() == &c->body());
-    CHECK(&a->message() == &b->message());
+    CHECK(a->routing_key().data() == b->routing_key().data()); // one stored key too
     // Each queue still has its own envelope.
     CHECK(a->delivery_tag() == 1);
     CHECK(b->delivery_tag() == 1);
@@ -197,10 +197,8 @@ TEMPLATE_TEST_CASE("message: routing key and properties are preserved", "[messag
     auto d = f.broker.try_get("q");
     REQUIRE(d);
     CHECK(d->routing_key() == "orders.eu.created");
-    CHECK(d->message().routing_key == "orders.eu.created");
     CHECK(d->properties() == sent);
-    CHECK(d->message().properties == sent);
-    CHECK(d->message().body == "body");
+    CHECK(d->body() == "body");
     // The message published was a copy (lvalue): the caller's is untouched.
     CHECK(m.body == "body");
     CHECK(m.routing_key == "orders.eu.created");

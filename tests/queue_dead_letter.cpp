@@ -555,8 +555,7 @@ TEMPLATE_TEST_CASE("dead-lettering: a republished dead letter carries its x-deat
     SECTION("a client sends the dead letter back with its headers: the same death counts 2") {
         auto d = b.try_get("dead");
         REQUIRE(d);
-        auto again = d->message();
-        again.routing_key = "q";
+        warren::message again{.routing_key = "q", .body = d->body(), .properties = d->properties()};
         REQUIRE(b.publish("", std::move(again)) == 1);
         clock.advance(std::chrono::seconds(3));
         reject_next(b, "q", "a");

@@ -577,7 +577,7 @@ TEMPLATE_TEST_CASE("ttl: expired messages go out with x-dead-letter-routing-key,
     strings bodies;
     while (auto d = b.try_get("late")) {
         bodies.push_back(d->body());
-        keys.push_back(d->routing_key());
+        keys.emplace_back(d->routing_key());
         const warren::field_value* rks = only_death(d->properties()).find("routing-keys");
         REQUIRE(rks != nullptr);
         CHECK(*rks == warren::field_value(warren::field_array{warren::field_value("q")}));

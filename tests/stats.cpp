@@ -91,7 +91,7 @@ m_delivery seen(const std::string& queue, const std::string& consumer, const Del
             d.body(),
             d.delivery_tag(),
             d.redelivered(),
-            d.routing_key(),
+            std::string(d.routing_key()),
             reason.empty() ? "" : reason + "@" + header_text(d.properties(), "x-first-death-queue")};
 }
 

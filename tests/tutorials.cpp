@@ -142,7 +142,7 @@ TEMPLATE_TEST_CASE("tutorials: RPC round trip of tutorial 6", "[tutorials][rpc]"
     REQUIRE(callback_queue.starts_with("amq.gen-"));
     std::vector<reply> replies;
     auto client = broker.subscribe(callback_queue, [&](delivery& d) {
-        replies.push_back({d.properties().correlation_id.value_or("(none)"), d.body(), d.routing_key(), d.exchange()});
+        replies.push_back({d.properties().correlation_id.value_or("(none)"), d.body(), std::string(d.routing_key()), d.exchange()});
     });
     auto call = [&](std::uint64_t n, std::string correlation_id) {
         warren::message request{.routing_key = "rpc_queue", .body = std::to_string(n)};

@@ -109,6 +109,7 @@ template <message_type Message, threading_policy Policy>
 class basic_broker {
 public:
     using message_type = Message;
+    using body_type = typename Message::body_type;
     using policy_type = Policy;
     using queue_type = basic_queue<Message, Policy>;
     using delivery = basic_delivery<Message, Policy>;
@@ -208,12 +209,11 @@ public:
     /// exchange routes counts as routed. Unknown exchange: not_found (404); internal
     /// exchange: access_refused (403); key over 255 bytes: precondition_failed.
     [[nodiscard]] std::size_t publish(std::string_view exchange, Message&& msg, publish_options options = {}) {
-        return publish_to(nullptr, exchange, msg, options).routed;
+        return publish_confirmed(exchange, std::move(msg), options).routed;
     }
     /// Publishes a copy of `msg`.
     [[nodiscard]] std::size_t publish(std::string_view exchange, const Message& msg, publish_options options = {}) {
-        Message copy(msg);
-        return publish_to(nullptr, exchange, copy, options).routed;
+        return publish_confirmed(exchange, Message(msg), options).routed;
     }
     /// Publishes as publish() does and reports what a publisher in AMQP confirm mode
     /// learns: ack, or nack when a queue refused the message at its length limit
@@ -221,13 +221,34 @@ public:
     /// took has gone to the return handler before this returns, as basic.return comes
     /// before basic.ack. Errors as for publish().
     [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, Message&& msg, publish_options options = {}) {
-        return publish_to(nullptr, exchange, msg, options);
+        auto parts = outgoing::of(msg);
+        return publish_to(nullptr, exchange, parts, options);
     }
     /// Publishes a copy of `msg` and reports the confirm.
     [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, const Message& msg,
                                                  publish_options options = {}) {
-        Message copy(msg);
-        return publish_to(nullptr, exchange, copy, options);
+        return publish_confirmed(exchange, Message(msg), options);
+    }
+    /// Publishes a message of `routing_key` and `body` with no properties, as
+    /// publish(exchange, msg) does, without building a basic_message: the key is read in
+    /// place and stored after the message (no allocation of its own, at any length up to
+    /// 255 bytes), and `body` is moved into the stored message once, only when it is
+    /// routed. A mandatory message that no queue took goes to the return handler as a
+    /// basic_message. Returns how many queues got it. Errors as for publish(exchange, msg):
+    /// unknown exchange not_found, internal exchange access_refused, a key over 255 bytes
+    /// precondition_failed; what the body's move throws leaves nothing stored. Thread-safe
+    /// under multi_threaded.
+    [[nodiscard]] std::size_t publish(std::string_view exchange, std::string_view routing_key, body_type body,
+                                      publish_options options = {}) {
+        return publish_confirmed(exchange, routing_key, std::move(body), options).routed;
+    }
+    /// Publishes a message of `routing_key` and `body` as publish(exchange, routing_key,
+    /// body) does and reports the confirm, as publish_confirmed(exchange, msg) does.
+    /// Errors as for publish(). Thread-safe under multi_threaded.
+    [[nodiscard]] confirmation publish_confirmed(std::string_view exchange, std::string_view routing_key, body_type body,
+                                                 publish_options options = {}) {
+        outgoing parts{routing_key, body, nullptr};
+        return publish_to(nullptr, exchange, parts, options);
     }
     /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
     [[nodiscard]] publisher make_publisher(std::string_view exchange) {
@@ -375,9 +396,10 @@ private:
     using shared_lock = std::shared_lock<typename Policy::shared_mutex>;
     using unique_lock = std::unique_lock<typename Policy::shared_mutex>;
 
-    /// Publishes `msg`, moving from it (the public overloads take it by rvalue or copy it,
-    /// so a message is moved once on its way into the queue). `exchange` null: by name.
-    confirmation publish_to(exchange_node* exchange, std::string_view name, Message& msg, publish_options options,
+    using outgoing = detail::outgoing_message<body_type>;
+    /// Publishes `msg`, moving from its parts once it is routed (its body moved once into
+    /// the stored message). `exchange` null: by name.
+    confirmation publish_to(exchange_node* exchange, std::string_view name, outgoing& msg, publish_options options,
                             detail::route_memo* memo = nullptr);
     /// Binds (`add`) or unbinds the queue or exchange `target` to exchange `source`: the
     /// checks and lookups of the four bind and unbind members, in RabbitMQ's order.
@@ -530,7 +552,7 @@ void basic_broker<Message, Policy>::change_binding(bool add, std::string_view so
 // publishing
 
 template <message_type Message, threading_policy Policy>
-confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, std::string_view name, Message& msg,
+confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, std::string_view name, outgoing& msg,
                                                        publish_options options, detail::route_memo* memo) {
     // What the publish lets go of (messages dropped or dead-lettered on its way, perhaps
     // the stored message itself) goes once the lock is released.

@@ -22,3 +22,15 @@
 #        define WARREN_EXCEPTIONS 0
 #    endif
 #endif
+
+/// WARREN_NOINLINE keeps a rarely taken path out of line, so that its callers' common path
+/// stays short (no registers saved for it).
+#ifndef WARREN_NOINLINE
+#    if defined(__GNUC__) || defined(__clang__)
+#        define WARREN_NOINLINE __attribute__((noinline))
+#    elif defined(_MSC_VER)
+#        define WARREN_NOINLINE __declspec(noinline)
+#    else
+#        define WARREN_NOINLINE
+#    endif
+#endif

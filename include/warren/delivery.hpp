@@ -29,7 +29,9 @@ class basic_queue;
 /// In manual ack mode the delivery settles its message with ack(), nack() or reject();
 /// settling twice, or settling an automatic delivery, throws precondition_failed (406)
 /// "unknown delivery tag", as RabbitMQ does. Move it out of a callback to settle later.
-/// The message itself stays readable as long as the delivery lives.
+/// The message itself stays readable as long as the delivery lives, through body(),
+/// routing_key() and properties(); there is no basic_message to hand out, since the stored
+/// message keeps those parts apart (the key after the node, the properties only when set).
 /// @code
 /// broker.subscribe("tasks", [](warren::delivery& d) {
 ///     work(d.body());
@@ -59,14 +61,16 @@ public:
     basic_delivery& operator=(const basic_delivery&) = delete;
     ~basic_delivery() = default;
 
-    /// The whole message: routing key, body and properties. Owner thread.
-    [[nodiscard]] const Message& message() const noexcept { return node_->message; }
     /// The body. Owner thread.
-    [[nodiscard]] const body_type& body() const noexcept { return node_->message.body; }
-    /// The routing key it was published with.
-    [[nodiscard]] const std::string& routing_key() const noexcept { return node_->message.routing_key; }
-    /// Its AMQP properties, headers included.
-    [[nodiscard]] const warren::properties& properties() const noexcept { return node_->message.properties; }
+    [[nodiscard]] const body_type& body() const noexcept { return node_->body; }
+    /// The routing key it was published with, valid as long as the delivery (or a delivery
+    /// of the same message) lives: the stored message keeps it without a std::string.
+    /// Owner thread.
+    [[nodiscard]] std::string_view routing_key() const noexcept { return node_->routing_key(); }
+    /// Its AMQP properties, headers included; a message that set none reads as a
+    /// default-constructed warren::properties (one shared object: the stored message keeps
+    /// no properties of its own then). Owner thread.
+    [[nodiscard]] const warren::properties& properties() const noexcept { return node_->properties(); }
     /// The exchange it was published to ("" for the default exchange).
     [[nodiscard]] const std::string& exchange() const noexcept { return node_->exchange_name(); }
     /// Whether it was delivered before and returned to the queue.

@@ -4,9 +4,11 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "detail/core/ref_ptr.hpp"
+#include "detail/message/outgoing_message.hpp"
 #include "detail/routing/route_memo.hpp"
 #include "options.hpp"
 
@@ -35,6 +37,7 @@ struct confirmation {
 /// @code
 /// auto logs = broker.make_publisher("logs");
 /// logs.publish({.routing_key = "kern.info", .body = "booted"});
+/// logs.publish("kern.info", "booted");   // the same message, without a basic_message
 /// @endcode
 /// Thread safety: under multi_threaded, publish() is thread-safe. The broker must outlive
 /// its publishers.
@@ -42,27 +45,45 @@ template <class Broker>
 class basic_publisher {
 public:
     using message_type = typename Broker::message_type;
+    using body_type = typename message_type::body_type;
 
     basic_publisher() noexcept = default;
 
     /// Routes `msg` and returns how many queues got it (0: unroutable; with
     /// `options.mandatory` it then goes to the broker's return handler).
     [[nodiscard]] std::size_t publish(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(exchange_.get(), {}, msg, options, memo()).routed;
+        return publish_confirmed(std::move(msg), options).routed;
     }
     /// Publishes a copy of `msg`.
     [[nodiscard]] std::size_t publish(const message_type& msg, publish_options options = {}) const {
-        message_type copy(msg);
-        return broker_->publish_to(exchange_.get(), {}, copy, options, memo()).routed;
+        return publish_confirmed(message_type(msg), options).routed;
     }
     /// Publishes and reports the confirm: see basic_broker::publish_confirmed.
     [[nodiscard]] confirmation publish_confirmed(message_type&& msg, publish_options options = {}) const {
-        return broker_->publish_to(exchange_.get(), {}, msg, options, memo());
+        auto parts = outgoing::of(msg);
+        return broker_->publish_to(exchange_.get(), {}, parts, options, memo());
     }
     /// Publishes a copy of `msg` and reports the confirm.
     [[nodiscard]] confirmation publish_confirmed(const message_type& msg, publish_options options = {}) const {
-        message_type copy(msg);
-        return broker_->publish_to(exchange_.get(), {}, copy, options, memo());
+        return publish_confirmed(message_type(msg), options);
+    }
+
+    /// Publishes a message of `routing_key` and `body` with no properties, without
+    /// building a basic_message: see basic_broker::publish(exchange, routing_key, body).
+    /// Under single_threaded, a key equal to the one published last reuses its route (see
+    /// the class comment). Returns how many queues got it. Errors: the exchange deleted
+    /// not_found, internal access_refused, a key over 255 bytes precondition_failed.
+    /// Thread-safe under multi_threaded.
+    [[nodiscard]] std::size_t publish(std::string_view routing_key, body_type body, publish_options options = {}) const {
+        return publish_confirmed(routing_key, std::move(body), options).routed;
+    }
+    /// Publishes a message of `routing_key` and `body` and reports the confirm: see
+    /// basic_broker::publish_confirmed. Errors as for publish(). Thread-safe under
+    /// multi_threaded.
+    [[nodiscard]] confirmation publish_confirmed(std::string_view routing_key, body_type body,
+                                                 publish_options options = {}) const {
+        outgoing parts{routing_key, body, nullptr};
+        return broker_->publish_to(exchange_.get(), {}, parts, options, memo());
     }
 
     /// The exchange's name.
@@ -73,6 +94,7 @@ public:
 private:
     friend Broker;
     using node = typename Broker::exchange_node;
+    using outgoing = detail::outgoing_message<body_type>;
     basic_publisher(Broker* owner, detail::ref_ptr<node> exchange) noexcept
         : broker_(owner), exchange_(std::move(exchange)) {}
 

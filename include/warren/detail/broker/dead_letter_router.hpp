@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <mutex>
 #include <shared_mutex>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -161,26 +162,30 @@ private:
         }
         exchange_node<Policy>& dlx = *found;
         // rabbit_dead_letter:make_msg: x-death, the dead-letter routing key, no expiration.
-        const Message& original = letter.message->message;
-        Message copy = original;
-        record_death(copy.properties.headers, {letter.reason, letter.from->name(), letter.message->exchange_name(),
-                                               original.routing_key, clock_->unix_seconds(), original.properties.expiration});
-        copy.properties.expiration.reset();
+        // A new node from the original's parts: a copy of its body, its properties with the
+        // x-death (so it always has some).
+        const node_type& original = *letter.message;
+        warren::properties props = original.properties();
+        record_death(props.headers, {letter.reason, letter.from->name(), original.exchange_name(),
+                                     original.routing_key(), clock_->unix_seconds(), props.expiration});
+        props.expiration.reset();
+        std::string_view key = original.routing_key();
         if (args.dead_letter_routing_key) {
-            copy.routing_key = *args.dead_letter_routing_key;
-            copy.properties.headers.erase("CC");
+            key = *args.dead_letter_routing_key;
+            props.headers.erase("CC");
         }
         dlx.published.fetch_add(1, std::memory_order_relaxed);
         // The copy is stored before it is routed, so that whatever becomes of it (no route,
         // every queue refusing it) it is let go of after the lock: a copy of a user's body
         // is user code.
-        auto node = make_ref<node_type>(std::move(copy), dlx.shared_name);
-        detail::route(*exchanges_, *queues_, dlx, routing_view{node->message.routing_key, node->message.properties}, targets);
+        typename node_type::body_type body = original.body;
+        auto node = node_type::make(key, body, &props, dlx.shared_name);
+        detail::route(*exchanges_, *queues_, dlx, routing_view{node->routing_key(), node->properties()}, targets);
         if (targets.empty()) {
             dlx.unroutable.fetch_add(1, std::memory_order_relaxed);
         } else {
             confirmation ignored;
-            push(node, targets, ignored, work, &node->message.properties.headers, letter.hops + 1);
+            push(node, targets, ignored, work, &node->properties().headers, letter.hops + 1);
         }
         deferred_release::defer(std::move(node));
     }

@@ -18,6 +18,7 @@
 #include "../core/shared_handler.hpp"
 #include "../message/expiration.hpp"
 #include "../message/message_node.hpp"
+#include "../message/outgoing_message.hpp"
 #include "dead_letter_router.hpp"
 #include "exchange_table.hpp"
 #include "router.hpp"
@@ -36,6 +37,7 @@ class publish_path {
 public:
     using router_type = dead_letter_router<Message, Policy>;
     using node_type = message_node<Message, Policy>;
+    using outgoing = outgoing_message<typename Message::body_type>;
     using exchange_node_type = exchange_node<Policy>;
     using returned_message = basic_returned_message<Message>;
     using return_handler = std::function<void(returned_message&)>;
@@ -45,20 +47,21 @@ public:
         : exchanges_(&exchanges), queues_(&queues), dead_letters_(&dead_letters) {}
 
     /// Routes `msg` and pushes it into the queues routed to; an unroutable message stays in
-    /// `msg` for return(). The stored message goes to `stored`, which the caller keeps
-    /// until its lock is released. With a `memo` (a single-threaded publisher's), a key
-    /// routed under the same topology `version` before reuses that route, and a route that
-    /// follows from the key alone is remembered. Topology lock held (shared).
-    confirmation route_and_push(exchange_node_type& exchange, Message& msg, ref_ptr<node_type>& stored,
+    /// the caller's parts for return(). The stored message goes to `stored`, which the
+    /// caller keeps until its lock is released. With a `memo` (a single-threaded
+    /// publisher's), a key routed under the same topology `version` before reuses that
+    /// route, and a route that follows from the key alone is remembered. Topology lock held
+    /// (shared).
+    confirmation route_and_push(exchange_node_type& exchange, outgoing& msg, ref_ptr<node_type>& stored,
                                 route_memo* memo = nullptr, std::uint64_t version = 0) {
         check_length(msg.routing_key, "routing key");
-        validate_table(msg.properties.headers, "message headers");
+        if (msg.set_properties != nullptr) validate_table(msg.set_properties->headers, "message headers");
         if (exchange.options.internal) {
             raise(reply_code::access_refused, "cannot publish to internal exchange " + detail::quoted(exchange.name));
         }
         std::optional<std::chrono::milliseconds> ttl; // RabbitMQ checks it before routing
-        if (msg.properties.expiration) {
-            ttl = parse_expiration(*msg.properties.expiration);
+        if (msg.set_properties != nullptr && msg.set_properties->expiration) {
+            ttl = parse_expiration(*msg.set_properties->expiration);
             if (!expiring_seen_.load(std::memory_order_relaxed)) expiring_seen_.store(true, std::memory_order_relaxed);
         }
         exchange.published.fetch_add(1, std::memory_order_relaxed);
@@ -70,7 +73,7 @@ public:
             return outcome;
         }
         // One immutable node, shared by every queue that gets the message.
-        stored = make_ref<node_type>(std::move(msg), exchange.shared_name, ttl);
+        stored = node_type::make(msg.routing_key, msg.body, msg.set_properties, exchange.shared_name, ttl);
         thread_local typename router_type::jobs work;
         work.clear();
         dead_letters_->push(stored, targets, outcome, work);
@@ -84,10 +87,10 @@ public:
 
     /// The route of `msg`: `memo`'s if it holds for this key and version, else routed into
     /// `out` (and remembered in `memo` when it follows from the key alone).
-    const std::vector<destination>& route_of(const exchange_node_type& exchange, const Message& msg, route_memo* memo,
+    const std::vector<destination>& route_of(const exchange_node_type& exchange, const outgoing& msg, route_memo* memo,
                                              std::uint64_t version, std::vector<destination>& out) {
         if (memo != nullptr && memo->version == version && memo->key == msg.routing_key) return memo->targets;
-        route(*exchanges_, *queues_, exchange, routing_view{msg.routing_key, msg.properties}, out);
+        route(*exchanges_, *queues_, exchange, routing_view{msg.routing_key, msg.properties()}, out);
         if (memo != nullptr && route_follows_key(exchange)) {
             memo->key = msg.routing_key;
             memo->targets = out;
@@ -101,14 +104,14 @@ public:
     [[nodiscard]] static bool is_returned(const confirmation& outcome, bool mandatory) noexcept {
         return mandatory && outcome.routed == 0 && outcome.refused == 0;
     }
-    /// basic.return: counts it and hands `msg` to the return handler, if any. No lock held,
-    /// so the handler may use the broker.
-    void return_message(exchange_node_type& exchange, Message& msg, confirmation& outcome) {
+    /// basic.return: counts it and hands `msg`, made whole again, to the return handler, if
+    /// any. No lock held, so the handler may use the broker.
+    void return_message(exchange_node_type& exchange, outgoing& msg, confirmation& outcome) {
         exchange.returned.fetch_add(1, std::memory_order_relaxed);
         outcome.returned = true;
         const auto handler = handler_.get();
         if (!handler) return; // dropped: publish() returned 0 for it
-        returned_message returned{reply_code::no_route, "NO_ROUTE", exchange.name, std::move(msg)};
+        returned_message returned{reply_code::no_route, "NO_ROUTE", exchange.name, msg.template to_message<Message>()};
         (*handler)(returned);
     }
     /// Replaces the return handler (see shared_handler).

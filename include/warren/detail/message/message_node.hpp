@@ -1,17 +1,24 @@
 #pragma once
 /// @file detail/message/message_node.hpp
-/// The shared, immutable form a message takes once published, and the pool it lives in.
+/// The shared, immutable form a message takes once published.
 
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <new>
 #include <optional>
 #include <ranges>
 #include <string>
+#include <string_view>
 #include <utility>
 
+#include "../../config.hpp"
+#include "../../properties.hpp"
+#include "../../routing_key.hpp"
 #include "../core/ref_ptr.hpp"
 #include "../core/shared_text.hpp"
+#include "key_storage.hpp"
+#include "stored_properties.hpp"
 
 namespace warren::detail {
 
@@ -29,139 +36,96 @@ template <class Body>
     }
 }
 
-/// Blocks of one size kept for reuse by the thread that freed them, so a loop that
-/// publishes and drains every frame stops calling the allocator once warm, however many
-/// messages a frame holds in flight: the pool grows to the thread's high-water mark.
-///
-/// It gives memory back two ways: shrink() frees every block it holds, and the idle rule,
-/// applied by end_of_period() (basic_broker::dispatch calls it when it returns): a pool
-/// holding more than twice the most blocks in use at once during the period just ended,
-/// plus `slack`, frees the blocks above that bound. So a steady frame loop keeps what its
-/// frames need, and one burst's memory goes back after one quieter period.
-/// Thread safety: per thread; blocks may be freed on another thread (they then join that
-/// thread's pool).
-template <std::size_t Size>
-class block_pool {
-public:
-    /// Blocks a pool keeps in any case, beyond twice the period's peak.
-    static constexpr std::size_t slack = 4096;
-
-    [[nodiscard]] static void* take() {
-        if (!retired()) {
-            cache& c = local();
-            if (++c.in_use > c.peak) c.peak = c.in_use;
-            if (c.head != nullptr) {
-                block* b = c.head;
-                c.head = b->next;
-                --c.count;
-                return b;
-            }
-        }
-        return ::operator new(Size);
-    }
-    static void give(void* p) noexcept {
-        if (!retired()) {
-            cache& c = local();
-            if (c.in_use > 0) --c.in_use; // 0 when the block was taken on another thread
-            c.head = ::new (p) block{c.head};
-            ++c.count;
-            return;
-        }
-        ::operator delete(p);
-    }
-
-    /// The idle rule (see the class comment); starts the next period.
-    static void end_of_period() noexcept {
-        if (retired()) return;
-        cache& c = local();
-        const std::size_t bound = 2 * c.peak + slack;
-        while (c.count > bound) c.pop_and_free();
-        c.peak = c.in_use;
-    }
-    /// Frees every block this thread's pool holds.
-    static void shrink() noexcept {
-        if (retired()) return;
-        cache& c = local();
-        while (c.count > 0) c.pop_and_free();
-        c.peak = c.in_use;
-    }
-    /// Blocks this thread's pool holds for reuse.
-    [[nodiscard]] static std::size_t cached() noexcept { return retired() ? 0 : local().count; }
-
-private:
-    struct block {
-        block* next;
-    };
-    static_assert(Size >= sizeof(block));
-    struct cache {
-        block* head = nullptr;
-        std::size_t count = 0;  // blocks held
-        std::size_t in_use = 0; // blocks taken on this thread and not given back
-        std::size_t peak = 0;   // the most in use at once this period
-        cache() = default;
-        cache(const cache&) = delete;
-        cache& operator=(const cache&) = delete;
-        ~cache() {
-            retired() = true; // blocks freed later in this thread's exit go to the allocator
-            while (count > 0) pop_and_free();
-        }
-        void pop_and_free() noexcept {
-            block* b = head;
-            head = b->next;
-            --count;
-            ::operator delete(b);
-        }
-    };
-    static cache& local() noexcept {
-        thread_local cache c;
-        return c;
-    }
-    static bool& retired() noexcept {
-        thread_local bool gone = false; // trivially destructible: readable until the thread ends
-        return gone;
-    }
-};
-
 /// A published message and where it came from. Queues hold references to one node, so
-/// a message routed to ten queues is stored once. Under single_threaded, nodes come from
-/// a per-thread block_pool.
+/// a message routed to ten queues is stored once.
+///
+/// The layout pays only for what a message uses: the routing key's bytes follow the node
+/// in its own block (key_storage: a few size classes, pooled under single_threaded), the
+/// properties are out of line and only when set (stored_properties), and the body is
+/// moved in once. So under single_threaded a message is stored without an allocation once
+/// warm, whatever its key's length, and one that sets no property carries no property
+/// storage. Immutable once made. Thread safety: shared read-only; the reference count
+/// follows the policy.
 template <class Message, class Policy>
-struct message_node : ref_counted<Policy> {
-    message_node(Message m, ref_ptr<shared_text<Policy>> exchange_name,
-                 std::optional<std::chrono::milliseconds> message_ttl = {})
-        : message(std::move(m)), exchange(std::move(exchange_name)), ttl(message_ttl),
-          body_bytes(body_size(message.body)) {}
+struct message_node final : ref_counted<Policy> {
+    using body_type = typename Message::body_type;
+    using text = shared_text<Policy>;
 
+    /// A node of `routing_key` (at most 255 bytes, checked by the caller), `body` (moved
+    /// from) and the properties `*set` (moved from; null: the message sets none), published
+    /// to `exchange_name`. Exception-safe: what allocation or the body's move throws leaves
+    /// nothing allocated; `*set` is untouched unless the body's move throws.
+    [[nodiscard]] static ref_ptr<message_node> make(std::string_view routing_key, body_type& body,
+                                                    warren::properties* set, ref_ptr<text> exchange_name,
+                                                    std::optional<std::chrono::milliseconds> message_ttl = {}) {
+        WARREN_ASSERT(routing_key.size() <= max_name_length, "routing keys are checked before they are stored");
+        struct room {
+            void* block;
+            std::size_t key_length;
+            ~room() {
+                if (block != nullptr) storage::deallocate(block, key_length);
+            }
+        } r{storage::allocate(routing_key.size()), routing_key.size()};
+        unsigned char* const key = storage::key_bytes(r.block);
+        if (!routing_key.empty()) std::memcpy(key, routing_key.data(), routing_key.size());
+        auto* n = ::new (r.block) message_node(std::string_view(reinterpret_cast<const char*>(key), routing_key.size()),
+                                               set, body, std::move(exchange_name), message_ttl);
+        r.block = nullptr; // the node owns it now
+        return ref_ptr<message_node>(n);
+    }
+
+    /// The last reference's `delete`: the node's block has the size of its key's class.
+    static void operator delete(message_node* n, std::destroying_delete_t) noexcept { destroy(n); }
+
+    /// The routing key it was published with; lives as long as the node.
+    [[nodiscard]] std::string_view routing_key() const noexcept { return key_; }
+    /// Its properties: no_properties() for a message that set none.
+    [[nodiscard]] const warren::properties& properties() const noexcept { return properties_.get(); }
     [[nodiscard]] const std::string& exchange_name() const noexcept { return exchange->value; }
 
-    static void* operator new(std::size_t size) {
-        if constexpr (!Policy::thread_safe) {
-            if (size == sizeof(message_node)) return block_pool<sizeof(message_node)>::take();
-        }
-        return ::operator new(size);
-    }
-    static void operator delete(void* p, std::size_t size) noexcept {
-        if constexpr (!Policy::thread_safe) {
-            if (size == sizeof(message_node)) return block_pool<sizeof(message_node)>::give(p);
-        }
-        ::operator delete(p);
-    }
-    /// The pool's idle rule, and shrink() (see block_pool); nothing under multi_threaded,
+    /// The pools' idle rule, and shrink() (see block_pool); nothing under multi_threaded,
     /// whose nodes come from the allocator.
     static void end_of_pool_period() noexcept {
-        if constexpr (!Policy::thread_safe) block_pool<sizeof(message_node)>::end_of_period();
+        if constexpr (!Policy::thread_safe) pools::end_of_period();
     }
     static void shrink_pool() noexcept {
-        if constexpr (!Policy::thread_safe) block_pool<sizeof(message_node)>::shrink();
+        if constexpr (!Policy::thread_safe) pools::shrink();
     }
-    // Over-aligned messages bypass the pool.
-    static void* operator new(std::size_t size, std::align_val_t align) { return ::operator new(size, align); }
-    static void operator delete(void* p, std::size_t, std::align_val_t align) noexcept { ::operator delete(p, align); }
+    /// Blocks the calling thread's pools hold for nodes and their properties.
+    [[nodiscard]] static std::size_t pooled_blocks() noexcept {
+        if constexpr (!Policy::thread_safe) return pools::cached();
+        else return 0;
+    }
 
-    Message message;
-    ref_ptr<shared_text<Policy>> exchange;
+private:
+    // Out of line, so that releasing a reference that is not the last stays a few
+    // instructions (inlined, this path made every release save three registers).
+    WARREN_NOINLINE static void destroy(message_node* n) noexcept {
+        const std::size_t key_length = n->key_.size();
+        n->~message_node();
+        storage::deallocate(n, key_length);
+    }
+
+    using storage = key_storage<message_node, !Policy::thread_safe>;
+    // The nodes' pools and the properties'.
+    using pools = typename storage::template pools<sizeof(warren::properties)>;
+
+    message_node(std::string_view key, warren::properties* set, body_type& b, ref_ptr<text> exchange_name,
+                 std::optional<std::chrono::milliseconds> message_ttl)
+        : properties_(set), body(std::move(b)), exchange(std::move(exchange_name)), ttl(message_ttl),
+          body_bytes(body_size(body)), key_(key) {}
+
+    // First, so that its allocation comes before the body is moved.
+    stored_properties<Policy> properties_;
+
+public:
+    body_type body;
+    ref_ptr<text> exchange;
     std::optional<std::chrono::milliseconds> ttl; ///< from the expiration property, parsed once
     std::size_t body_bytes;
+
+private:
+    std::string_view key_; // the bytes after the node
 };
 
 } // namespace warren::detail

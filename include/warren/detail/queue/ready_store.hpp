@@ -95,7 +95,8 @@ public:
 
 private:
     [[nodiscard]] std::size_t level_of(const Node& n) const noexcept {
-        const std::uint8_t p = n.message.properties.priority.value_or(0);
+        if (levels_.size() == 1) return 0; // no x-max-priority: the properties are not read
+        const std::uint8_t p = n.properties().priority.value_or(0);
         return std::min<std::size_t>(p, levels_.size() - 1);
     }
     [[nodiscard]] std::size_t head_level() const noexcept {
