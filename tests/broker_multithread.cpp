@@ -192,11 +192,13 @@ TEST_CASE("concurrent broker: publishers and consumers lose and duplicate nothin
     auto done = [&] { return processed.load() >= total; };
 
     // Consumers, each with its own log. Pullers use try_get_for with manual acks and requeue
-    // some first deliveries; subscriptions are driven by dispatcher threads.
+    // some first deliveries; subscriptions are driven by dispatcher threads. Both
+    // subscriptions have a prefetch limit, so that messages also wait ready for the pullers
+    // (a consumer with credit is handed every message that finds the queue empty).
     constexpr std::size_t pullers = 2;
     std::vector<consumer_log> logs(pullers + 2);
     consumer_log& manual_log = logs[pullers];
-    consumer_log& auto_log = logs[pullers + 1];
+    consumer_log& inline_log = logs[pullers + 1];
 
     // The manual subscription hands its deliveries to an acker thread.
     std::mutex handoff_mutex;
@@ -212,10 +214,16 @@ TEST_CASE("concurrent broker: publishers and consumers lose and duplicate nothin
             handoff.push_back(std::move(d));
         },
         manual_options);
-    auto auto_sub = b.subscribe("work", [&](delivery& d) {
-        auto_log.add(id_of(d), d.redelivered());
-        ++processed;
-    });
+    warren::consumer_options inline_options = manual_options;
+    inline_options.prefetch = 4;
+    auto inline_sub = b.subscribe(
+        "work",
+        [&](delivery& d) { // acks in its callback
+            inline_log.add(id_of(d), d.redelivered());
+            d.ack();
+            ++processed;
+        },
+        inline_options);
 
     std::vector<joining_thread> threads;
     for (std::size_t p = 0; p < publishers; ++p) {
@@ -269,7 +277,7 @@ TEST_CASE("concurrent broker: publishers and consumers lose and duplicate nothin
     });
     for (auto& t : threads) t.join();
     manual_sub.release();
-    auto_sub.release();
+    inline_sub.release();
 
     CHECK_FALSE(publish_failed.load());
     CHECK(processed.load() == total);
@@ -521,7 +529,7 @@ TEST_CASE("concurrent broker: ending a subscription waits for its running callba
                 d.ack();
                 finished = true;
             },
-            warren::consumer_options{.ack = warren::ack_mode::manual});
+            warren::consumer_options{.ack = warren::ack_mode::manual, .prefetch = 1}); // b stays ready
         send(b, "q", {"a", "b"});
         joining_thread dispatcher([&] { (void)b.dispatch(1); });
         while (!entered.load()) std::this_thread::yield();
@@ -543,6 +551,7 @@ TEST_CASE("concurrent broker: deleting a queue while a callback runs on it", "[m
     std::atomic<bool> ack_threw{false};
     warren::consumer_options manual;
     manual.ack = warren::ack_mode::manual;
+    manual.prefetch = 1; // b stays ready
     auto sub = b.subscribe(
         "q",
         [&](delivery& d) {

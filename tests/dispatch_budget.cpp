@@ -109,16 +109,24 @@ TEMPLATE_TEST_CASE("dispatch budget: TTLs follow the broker's clock, whatever cl
     options.arguments = {{"x-message-ttl", 100}};
     b.declare_queue("q", options);
     strings seen;
-    auto sub = b.subscribe("q", [&](typename TestType::delivery& d) { seen.push_back(d.body()); });
+    const auto subscribe = [&] {
+        return b.subscribe("q", [&](typename TestType::delivery& d) { seen.push_back(d.body()); });
+    };
     test_clock::elapsed = {};
 
+    // Each message is published while the queue has no consumer, so that it waits ready
+    // and ages (one handed to a consumer as it arrives never expires).
     send(b, "q", {"old"});
     test_clock::elapsed += 1h; // wall time passing ages nothing
-    CHECK(b.dispatch_until(test_clock::now() + 1ms) == 1);
+    {
+        auto sub = subscribe();
+        CHECK(b.dispatch_until(test_clock::now() + 1ms) == 1);
+    }
     CHECK(seen == strings{"old"});
 
     send(b, "q", {"stale"});
     simulation.advance(100ms); // simulated time passing does
+    auto sub = subscribe();
     CHECK(b.dispatch_for(1h) == 0);
     CHECK(b.queue_stats("q").dropped.expired == 1);
 }

@@ -64,7 +64,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may purge its own queue, which leaves
                 purged = b.purge_queue("q");
                 d.ack();
             },
-            manual_options());
+            manual_options({}, 1)); // b and c stay ready
         send(b, "q", {"a", "b", "c"});
         CHECK(b.dispatch() == 1);
         CHECK(seen == strings{"a"});
@@ -87,7 +87,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may purge its own queue, which leaves
                 purged = b.purge_queue("q");
                 d.nack(false, true);
             },
-            manual_options());
+            manual_options({}, 1)); // b and c stay ready
         send(b, "q", {"a", "b", "c"});
         CHECK(b.dispatch() == 2); // a, then a again
         CHECK(seen == strings{"a", "a"});
@@ -99,13 +99,13 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may purge its own queue, which leaves
         CHECK(s.accounted());
     }
     SECTION("purging a queue still to be served this round") {
+        send(b, "other", {"x", "y"}); // ready: no consumer to hand them to yet
         auto other = b.subscribe("other", [&](delivery& d) { seen.push_back("other:" + d.body()); });
         auto sub = b.subscribe("q", [&](delivery& d) {
             seen.push_back("q:" + d.body());
             if (d.body() == "a") purged = b.purge_queue("other");
         });
         send(b, "q", {"a", "b"});
-        send(b, "other", {"x", "y"});
         CHECK(b.dispatch() == 2);
         CHECK(seen == strings{"q:a", "q:b"});
         CHECK(purged == 2);
@@ -248,7 +248,7 @@ TEMPLATE_TEST_CASE("reentrancy: a callback may take from its own queue with a ge
             next->ack();
             d.ack(true); // nothing earlier of this consumer: only a
         },
-        manual_options());
+        manual_options({}, 1)); // b and c stay ready
     send(b, "q", {"a", "b", "c"});
     CHECK(b.dispatch() == 2);
     CHECK(seen == strings{"callback:a", "get:b", "callback:c"});
@@ -311,7 +311,7 @@ TEMPLATE_TEST_CASE("reentrancy: a nested dispatch may end the subscription whose
                 nested = b.dispatch();
                 pending_after_nested = d.pending();
             },
-            manual_options("outer"));
+            manual_options("outer", 1)); // m0 only: m1 and m2 go to ender
         auto ender = b.subscribe("q", [&](delivery& d) {
             seen.push_back("ender:" + d.body());
             outer.reset();
@@ -335,7 +335,7 @@ TEMPLATE_TEST_CASE("reentrancy: a nested dispatch may end the subscription whose
                 nested = b.dispatch();
                 d.ack();
             },
-            manual_options("outer"));
+            manual_options("outer", 1)); // m0 only: m1 and m2 go to ender
         auto ender = b.subscribe(
             "q",
             [&](delivery& d) {

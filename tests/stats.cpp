@@ -185,8 +185,13 @@ public:
             const std::string d = diff_counters(c, model_.counters(q));
             if (!d.empty()) out << model_.queues[q].name << ':' << d << ' ';
             if (!c.accounted()) out << model_.queues[q].name << ": not accounted; ";
+            // Unacked: what the test holds, and what was handed to a manual consumer whose
+            // callback has not run yet.
+            const auto& handed = model_.queues[q].handed;
             const auto held = static_cast<std::size_t>(std::count_if(
-                held_.begin(), held_.end(), [&](const held_delivery& h) { return h.queue == q; }));
+                                  held_.begin(), held_.end(), [&](const held_delivery& h) { return h.queue == q; })) +
+                              static_cast<std::size_t>(std::count_if(handed.begin(), handed.end(),
+                                                                     [](const auto& h) { return h.manual; }));
             if (c.unacked != held) {
                 out << model_.queues[q].name << ": unacked " << c.unacked << " but the test holds " << held << "; ";
             }

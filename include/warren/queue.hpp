@@ -24,6 +24,7 @@
 #include "delivery.hpp"
 #include "detail/core/deferred_release.hpp"
 #include "detail/core/ref_ptr.hpp"
+#include "detail/core/ring.hpp"
 #include "detail/core/saturate.hpp"
 #include "detail/message/message_node.hpp"
 #include "detail/queue/consumer_rotation.hpp"
@@ -47,6 +48,14 @@ class dead_letter_router;
 /// rules, over detail::ready_store (order, priorities, requeue position),
 /// detail::consumer_rotation (whose turn it is) and detail::unacked_ledger (what waits for
 /// an ack).
+///
+/// Delivery as RabbitMQ's does it: a message that arrives while no message is ready and a
+/// consumer has credit (prefetch room; automatic acks always have it) is handed to that
+/// consumer at once, so it is delivered (unacked under manual acks) from then on and never
+/// counts against x-max-length or ages under a TTL; its callback runs at the next
+/// dispatch, in arrival order. Ended before its callback ran, the consumer gives such
+/// messages back: requeued (redelivered) under manual acks, restored as they were under
+/// automatic ones.
 ///
 /// Messages the queue lets go of other than by delivery (expired, over the length limit,
 /// rejected) are dead letters: every operation that can let go of some appends them to
@@ -121,6 +130,7 @@ public:
         queue_counters c = counters_;
         c.ready = ready_.size();
         c.unacked = unacked_.count();
+        c.awaiting_callback = handed_off_.size();
         c.ready_bytes = ready_.bytes();
         c.consumers = consumers_.size();
         return c;
@@ -212,8 +222,10 @@ public:
     /// The consumers a closing queue ended: the caller runs their on_cancel (where the
     /// deletion is AMQP's basic.cancel) and lets go of them once every lock is released.
     using ended_consumers = typename detail::consumer_rotation<consumer>::list;
-    /// Deletes the queue: drops its messages, ends its consumers, and returns them. Sets
-    /// `ready_dropped` (if given) to the ready messages it dropped, counted under its lock.
+    /// Deletes the queue: drops its messages, ends its consumers, and returns them in
+    /// subscription order. Sets `ready_dropped` (if given) to the messages it dropped that no
+    /// callback saw (ready, or handed to an automatic-ack consumer whose callback had not run),
+    /// counted under its lock.
     ended_consumers close(std::size_t* ready_dropped = nullptr);
     /// Deletes the queue only if it has no consumer (auto-delete, x-expires): the check and
     /// the deletion are one step, so no consumer can subscribe in between. Returns whether
@@ -251,6 +263,24 @@ private:
         }
     }
     [[nodiscard]] std::optional<delivery_type> get_locked(ack_mode mode, dead_letters& dead);
+    /// A message handed to a consumer on arrival, its callback still to run.
+    struct handed_off {
+        detail::ref_ptr<consumer> to;
+        ready_entry entry;
+        std::uint64_t tag;
+    };
+    /// Hands an arriving message to a consumer with credit, if one has: see the class comment.
+    bool hand_off(const detail::ref_ptr<node_type>& msg, time_point expires);
+    /// The first handed-off message whose consumer can run its callback now.
+    [[nodiscard]] std::optional<pending_callback> take_handed_off();
+    /// Gives back what was handed to `consumer_id` and not yet seen by its callback.
+    void give_back_handed_off(std::uint64_t consumer_id);
+    /// Counts a delivery and, when manual, records it as unacknowledged; returns its tag.
+    std::uint64_t record_delivery(const ready_entry& entry, std::uint64_t owner, bool manual);
+    /// Undoes record_delivery's counting for an automatic delivery its callback never saw.
+    void unrecord_automatic_delivery(const ready_entry& entry) noexcept;
+    /// A consumer's callback starts on delivery `tag`.
+    void start_callback(consumer& c, std::uint64_t tag) noexcept;
     ended_consumers close_locked(std::size_t* ready_dropped);
 
     [[nodiscard]] delivery_type make_delivery(ready_entry&& entry, std::uint64_t owner, bool manual,
@@ -278,6 +308,7 @@ private:
     detail::ready_store<node_type> ready_;
     detail::unacked_ledger<ready_entry> unacked_;
     detail::consumer_rotation<consumer> consumers_;
+    detail::ring<handed_off> handed_off_; // in arrival order
     // Consumers whose callback was running when the queue closed, so that cancel() can
     // still wait for it (multi_threaded); finish() takes each out.
     std::vector<detail::ref_ptr<consumer>> finishing_;
@@ -339,6 +370,10 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
     }
     const time_point expires = expiry_of(*msg);
     if (expires != time_point::max()) may_expire_ = true;
+    if (ready_.empty() && hand_off(msg, expires)) {
+        ++counters_.enqueued;
+        return push_result::accepted;
+    }
     ready_.push(msg, expires);
     ++counters_.enqueued;
     drop_head_while_over_limit(dead);
@@ -363,17 +398,92 @@ template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::make_delivery(ready_entry&& entry, std::uint64_t owner, bool manual,
                                                  const detail::ref_ptr<detail::shared_text<Policy>>& consumer_tag)
     -> delivery_type {
-    const std::uint64_t tag = ++last_tag_;
+    const std::uint64_t tag = record_delivery(entry, owner, manual);
+    return delivery_type(std::move(entry.message), manual ? detail::ref_ptr<basic_queue>(this) : detail::ref_ptr<basic_queue>{}, tag,
+                         entry.redelivered, consumer_tag);
+}
+
+template <class Message, threading_policy Policy>
+std::uint64_t basic_queue<Message, Policy>::record_delivery(const ready_entry& entry, std::uint64_t owner, bool manual) {
+    const std::uint64_t tag = last_tag_ + 1;
+    if (manual) unacked_.add(tag, owner, ready_entry(entry)); // first: it may throw
+    last_tag_ = tag;
     ++counters_.delivered;
-    const bool redelivered = entry.redelivered;
-    if (redelivered) ++counters_.redelivered;
-    if (manual) {
-        detail::ref_ptr<node_type> shared = entry.message;
-        unacked_.add(tag, owner, std::move(entry));
-        return delivery_type(std::move(shared), detail::ref_ptr<basic_queue>(this), tag, redelivered, consumer_tag);
+    if (entry.redelivered) ++counters_.redelivered;
+    if (!manual) ++counters_.acked;
+    return tag;
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::unrecord_automatic_delivery(const ready_entry& entry) noexcept {
+    --counters_.delivered;
+    if (entry.redelivered) --counters_.redelivered;
+    --counters_.acked;
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::start_callback(consumer& c, std::uint64_t tag) noexcept {
+    c.busy = true;
+    if constexpr (Policy::thread_safe) c.runner = std::this_thread::get_id();
+    if (c.options.ack == ack_mode::manual) c.in_flight = tag;
+}
+
+template <class Message, threading_policy Policy>
+bool basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& msg, time_point expires) {
+    if (consumers_.empty()) return false;
+    const std::size_t index = consumers_.pick(detail::consumer_rotation<consumer>::running::included);
+    if (index == consumers_.none) return false;
+    detail::ref_ptr<consumer> c = consumers_.served(index); // to the back of the rotation
+    const bool manual = c->options.ack == ack_mode::manual;
+    ready_entry entry = ready_.bypass(msg, expires);
+    handed_off_.push_back(handed_off{c, std::move(entry), 0});
+    try {
+        handed_off_.back().tag = record_delivery(handed_off_.back().entry, c->id, manual);
+    } catch (...) {
+        (void)handed_off_.pop_back(); // the message's other reference is the caller's
+        throw;
     }
-    ++counters_.acked;
-    return delivery_type(std::move(entry.message), {}, tag, redelivered, consumer_tag);
+    if (manual) ++c->unacked;
+    return true;
+}
+
+template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::take_handed_off() -> std::optional<pending_callback> {
+    // Callbacks of one consumer never run at once: skip the messages of one that is
+    // running (on another thread, or further up this one's stack) or being cancelled.
+    std::size_t at = 0;
+    while (at < handed_off_.size() && (handed_off_[at].to->busy || handed_off_[at].to->cancelled)) ++at;
+    if (at == handed_off_.size()) return std::nullopt;
+    handed_off h = at == 0 ? handed_off_.pop_front() : handed_off_.take(at);
+    const bool manual = h.to->options.ack == ack_mode::manual;
+    start_callback(*h.to, h.tag);
+    delivery_type d(std::move(h.entry.message), manual ? detail::ref_ptr<basic_queue>(this) : detail::ref_ptr<basic_queue>{}, h.tag,
+                    h.entry.redelivered, h.to->tag);
+    return pending_callback{std::move(h.to), std::move(d)};
+}
+
+template <class Message, threading_policy Policy>
+void basic_queue<Message, Policy>::give_back_handed_off(std::uint64_t consumer_id) {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < handed_off_.size(); ++i) {
+        handed_off& h = handed_off_[i];
+        if (h.to->id != consumer_id) {
+            if (kept != i) std::swap(handed_off_[kept], h);
+            ++kept;
+            continue;
+        }
+        // Manual: the unacked record returns it (the caller's release loop); automatic: it
+        // goes back as it was, since nothing saw it.
+        if (h.to->options.ack == ack_mode::automatic) {
+            unrecord_automatic_delivery(h.entry);
+            ready_.restore(std::move(h.entry));
+        }
+    }
+    while (handed_off_.size() > kept) {
+        handed_off h = handed_off_.pop_back();
+        detail::deferred_release::defer(std::move(h.entry.message));
+        detail::deferred_release::defer(std::move(h.to));
+    }
 }
 
 template <class Message, threading_policy Policy>
@@ -477,6 +587,7 @@ auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id, dead_letter
             if (closed_) return {}; // the queue was closed meanwhile, which ended it
         }
     }
+    give_back_handed_off(consumer_id);
     // Return its unacknowledged messages, except one whose callback is still running:
     // finish() returns that one, so the callback can still settle it.
     for (std::size_t i = 0; i < unacked_.size(); ++i) {
@@ -496,20 +607,20 @@ auto basic_queue<Message, Policy>::cancel(std::uint64_t consumer_id, dead_letter
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::next_callback(dead_letters& dead) -> std::optional<pending_callback> {
     std::lock_guard lock(mutex_);
-    if (closed_ || ready_.empty() || consumers_.empty()) return std::nullopt;
+    if (closed_) return std::nullopt;
+    if (!handed_off_.empty()) {
+        if (auto handed = take_handed_off()) return handed;
+    }
+    if (ready_.empty() || consumers_.empty()) return std::nullopt;
     expire_heads(dead);
     if (ready_.empty()) return std::nullopt;
     const std::size_t index = consumers_.pick();
     if (index == consumers_.none) return std::nullopt;
     detail::ref_ptr<consumer> c = consumers_.served(index); // to the back of the rotation
     const bool manual = c->options.ack == ack_mode::manual;
-    c->busy = true;
-    if constexpr (Policy::thread_safe) c->runner = std::this_thread::get_id();
     delivery_type d = make_delivery(ready_.take_head(), c->id, manual, c->tag);
-    if (manual) {
-        ++c->unacked;
-        c->in_flight = d.delivery_tag();
-    }
+    if (manual) ++c->unacked;
+    start_callback(*c, d.delivery_tag());
     expire_heads(dead); // the new head, as after a get
     return pending_callback{std::move(c), std::move(d)};
 }
@@ -591,10 +702,23 @@ std::size_t basic_queue<Message, Policy>::purge() {
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::close_locked(std::size_t* ready_dropped) -> ended_consumers {
     closed_ = true;
+    std::size_t handed_automatic = 0; // dropped undelivered; the manual ones are unacked
+    while (!handed_off_.empty()) {
+        handed_off h = handed_off_.pop_front();
+        if (h.to->options.ack == ack_mode::automatic) {
+            unrecord_automatic_delivery(h.entry);
+            ++handed_automatic;
+        }
+        detail::deferred_release::defer(std::move(h.entry.message));
+        detail::deferred_release::defer(std::move(h.to));
+    }
+    counters_.purged += handed_automatic;
     const std::size_t ready = ready_.clear();
-    if (ready_dropped != nullptr) *ready_dropped = ready;
+    if (ready_dropped != nullptr) *ready_dropped = ready + handed_automatic;
     counters_.purged += ready + unacked_.clear();
     ended_consumers ended = consumers_.take_all(); // out of the queue before anything can reach it
+    // Their on_cancel run in subscription order, whatever the rotation's order now.
+    std::sort(ended.begin(), ended.end(), [](const auto& x, const auto& y) { return x->id < y->id; });
     for (auto& c : ended) {
         c->cancelled = true;
         if constexpr (Policy::thread_safe) {

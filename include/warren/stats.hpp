@@ -52,6 +52,9 @@ struct queue_counters {
     std::uint64_t purged = 0;      ///< removed by purge_queue
     std::size_t ready = 0;         ///< waiting to be delivered
     std::size_t unacked = 0;       ///< delivered, not yet settled
+    /// Of the deliveries, those handed to a consumer as they arrived whose callback has not
+    /// run yet (it runs at the next dispatch); already counted in acked or unacked.
+    std::size_t awaiting_callback = 0;
     std::size_t ready_bytes = 0;   ///< body bytes of the ready messages (what x-max-length-bytes limits)
     std::size_t consumers = 0;     ///< current consumers
 

@@ -157,6 +157,9 @@ inline std::string to_dot(const topology_snapshot& topology, const dot_options& 
         std::string label = q.name;
         if (options.counts) {
             label += "\nready " + std::to_string(q.counters.ready) + ", unacked " + std::to_string(q.counters.unacked);
+            if (q.counters.awaiting_callback != 0) {
+                label += ", awaiting callback " + std::to_string(q.counters.awaiting_callback);
+            }
         }
         out += "    " + queue_id(q.name) + " [shape=cylinder, label=" + dot_quoted(label) + "];\n";
     }

@@ -32,6 +32,7 @@ inline std::string counts(const warren::queue_counters& c) {
     add("purged", c.purged);
     add("ready", c.ready);
     add("unacked", c.unacked);
+    add("awaiting_callback", c.awaiting_callback);
     add("ready_bytes", c.ready_bytes);
     add("consumers", c.consumers);
     return out;

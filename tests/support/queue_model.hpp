@@ -1,7 +1,9 @@
 // A model of RabbitMQ 3.10's classic queues, written independently of queue.hpp, for the
 // counters test (tests/stats.cpp) to compare the broker with under a random workload:
 // length limits with every x-overflow mode, TTLs, priorities, single active consumer,
-// dead-letter exchanges, consumers with prefetch, gets, acks, nacks, rejects and purges.
+// dead-letter exchanges, consumers with prefetch, gets, acks, nacks, rejects and purges,
+// and delivery on arrival (a message for an empty queue goes straight to a consumer with
+// credit, rabbit_amqqueue_process:deliver_or_enqueue).
 #pragma once
 
 #include <algorithm>
@@ -98,19 +100,6 @@ struct m_config {
     }
 };
 
-struct m_queue {
-    std::string name;
-    m_config config;
-    std::vector<std::deque<m_entry>> levels;
-    std::uint64_t next_sequence = 0;
-    std::uint64_t last_tag = 0;
-    std::size_t ready = 0;
-    std::size_t ready_bytes = 0;
-    std::vector<m_unacked> unacked; // by tag
-    std::vector<m_consumer> consumers; // the rotation, front first
-    warren::queue_counters counters;
-};
-
 /// One delivery, as a line to compare: "queue/consumer body #tag [*] key=... death=...".
 struct m_delivery {
     std::string queue;
@@ -124,6 +113,28 @@ struct m_delivery {
         return queue + "/" + consumer + " " + body + " #" + std::to_string(tag) + (redelivered ? " *" : "") +
                " key=" + key + (death.empty() ? "" : " death=" + death);
     }
+};
+
+/// A message handed to a consumer as it arrived, whose callback has not run yet.
+struct m_handed {
+    std::uint64_t owner;
+    bool manual;
+    m_entry entry; // to put back, as it was, if an automatic consumer ends first
+    m_delivery delivery;
+};
+
+struct m_queue {
+    std::string name;
+    m_config config;
+    std::vector<std::deque<m_entry>> levels;
+    std::uint64_t next_sequence = 0;
+    std::uint64_t last_tag = 0;
+    std::size_t ready = 0;
+    std::size_t ready_bytes = 0;
+    std::vector<m_unacked> unacked; // by tag
+    std::vector<m_consumer> consumers; // the rotation, front first
+    std::deque<m_handed> handed;       // in arrival order
+    warren::queue_counters counters;
 };
 
 struct m_exchange {
@@ -209,6 +220,20 @@ public:
 
     void cancel(std::size_t q, std::uint64_t id) {
         m_queue& queue = queues[q];
+        // What was handed to it and not yet seen: automatic ones go back as they were,
+        // manual ones are unacked and go back with the rest.
+        for (auto it = queue.handed.begin(); it != queue.handed.end();) {
+            if (it->owner != id) {
+                ++it;
+                continue;
+            }
+            if (!it->manual) {
+                --queue.counters.delivered;
+                --queue.counters.acked;
+                put_back(q, std::move(it->entry));
+            }
+            it = queue.handed.erase(it);
+        }
         std::vector<std::uint64_t> tags;
         for (const auto& u : queue.unacked) {
             if (u.owner == id) tags.push_back(u.tag);
@@ -287,6 +312,7 @@ public:
         warren::queue_counters c = queue.counters;
         c.ready = queue.ready;
         c.unacked = queue.unacked.size();
+        c.awaiting_callback = queue.handed.size();
         c.ready_bytes = queue.ready_bytes;
         c.consumers = queue.consumers.size();
         return c;
@@ -352,9 +378,21 @@ private:
         msg.sequence = queue.next_sequence++;
         msg.redelivered = false;
         msg.level = std::min<std::size_t>(msg.priority.value_or(0), queue.levels.size() - 1);
+        ++queue.counters.enqueued;
+        if (queue.ready == 0) {
+            if (const std::size_t index = pick(queue); index != no_index) {
+                m_consumer c = queue.consumers[index];
+                queue.consumers.erase(queue.consumers.begin() + static_cast<std::ptrdiff_t>(index));
+                m_entry kept = msg;
+                m_delivery d = hand_out(q, std::move(msg), c.id, c.manual, c.tag);
+                if (c.manual) ++c.unacked;
+                queue.consumers.push_back(c); // the one served goes to the back
+                queue.handed.push_back({c.id, c.manual, std::move(kept), std::move(d)});
+                return true;
+            }
+        }
         queue.ready_bytes += body_bytes(msg);
         ++queue.ready;
-        ++queue.counters.enqueued;
         queue.levels[msg.level].push_back(std::move(msg));
         drop_head_while_over_limit(q);
         expire_heads(q); // and after every other change to the head
@@ -479,15 +517,21 @@ private:
             ++queue.counters.requeued;
             m_entry e = std::move(u.entry);
             e.redelivered = true;
-            auto& level = queue.levels[e.level];
-            auto pos = std::lower_bound(level.begin(), level.end(), e.sequence,
-                                        [](const m_entry& x, std::uint64_t s) { return x.sequence < s; });
-            ++queue.ready;
-            queue.ready_bytes += body_bytes(e);
-            level.insert(pos, std::move(e));
+            put_back(q, std::move(e));
         } else {
             let_go(q, std::move(u.entry), warren::death_reason::rejected);
         }
+    }
+
+    /// Into its place by arrival order.
+    void put_back(std::size_t q, m_entry e) {
+        m_queue& queue = queues[q];
+        auto& level = queue.levels[e.level];
+        auto pos = std::lower_bound(level.begin(), level.end(), e.sequence,
+                                    [](const m_entry& x, std::uint64_t s) { return x.sequence < s; });
+        ++queue.ready;
+        queue.ready_bytes += body_bytes(e);
+        level.insert(pos, std::move(e));
     }
 
     bool can_take(m_consumer& c) {
@@ -518,6 +562,11 @@ private:
 
     std::optional<m_delivery> next_callback(std::size_t q) {
         m_queue& queue = queues[q];
+        if (!queue.handed.empty()) {
+            m_delivery d = std::move(queue.handed.front().delivery);
+            queue.handed.pop_front();
+            return d;
+        }
         if (queue.ready == 0 || queue.consumers.empty()) return std::nullopt;
         expire_heads(q);
         const std::size_t index = queue.ready == 0 ? no_index : pick(queue);

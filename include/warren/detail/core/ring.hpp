@@ -63,6 +63,17 @@ public:
         --size_;
         return value;
     }
+    T pop_back() {
+        T value = std::move(back());
+        back().~T();
+        --size_;
+        return value;
+    }
+    /// Takes the element at `pos` out, the others keeping their order.
+    T take(std::size_t pos) {
+        for (std::size_t i = pos; i > 0; --i) std::swap((*this)[i], (*this)[i - 1]);
+        return pop_front();
+    }
     void clear() noexcept {
         while (size_ > 0) {
             front().~T();

@@ -96,19 +96,23 @@ public:
         return active != nullptr && active->id == id;
     }
 
+    /// Whether a consumer whose callback is running may be picked: not to run a callback
+    /// now, but to be handed a message whose callback runs once the current one returns.
+    enum class running : bool { excluded, included };
+
     /// The index of the consumer to serve next, or `none`: the first of the highest
     /// priority that can take a message. One at its prefetch limit is marked blocked.
-    [[nodiscard]] std::size_t pick() noexcept {
+    [[nodiscard]] std::size_t pick(running busy = running::excluded) noexcept {
         if (single_active_) {
             const Consumer* active = single_active();
             if (active == nullptr) return none;
             const std::size_t at = index_of(*active);
-            return can_take(*consumers_[at]) ? at : none;
+            return can_take(*consumers_[at], busy) ? at : none;
         }
         std::size_t best = none;
         for (std::size_t index = 0; index < consumers_.size(); ++index) {
             Consumer& c = *consumers_[index];
-            if (!can_take(c)) continue;
+            if (!can_take(c, busy)) continue;
             if (best == none || c.options.priority > consumers_[best]->options.priority) best = index;
         }
         return best;
@@ -135,10 +139,10 @@ public:
     list take_all() noexcept { return std::exchange(consumers_, {}); }
 
 private:
-    [[nodiscard]] static bool can_take(Consumer& c) noexcept {
+    [[nodiscard]] static bool can_take(Consumer& c, running busy) noexcept {
         // A cancelled consumer is still listed while cancel() waits for its callback: it
         // must get nothing more, or that wait could go on as long as messages arrive.
-        if (c.busy || c.cancelled || c.blocked) return false;
+        if ((c.busy && busy == running::excluded) || c.cancelled || c.blocked) return false;
         if (c.options.ack == ack_mode::manual && c.options.prefetch != 0 && c.unacked >= c.options.prefetch) {
             c.blocked = true; // out of the rotation until an ack frees it
             return false;

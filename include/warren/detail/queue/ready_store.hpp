@@ -52,9 +52,21 @@ public:
     /// Takes the next message to deliver: the oldest of the highest priority. Not empty.
     entry take_head() { return take_from(head_level()); }
 
+    /// An entry for a message that does not stop here (it is handed straight to a
+    /// consumer), numbered in arrival order all the same, so that a requeue puts it back
+    /// in its place.
+    [[nodiscard]] entry bypass(ref_ptr<Node> message, time_point expires) {
+        return entry{std::move(message), next_sequence_++, expires, false};
+    }
+
     /// Puts a message that was delivered back where it arrived, marked redelivered.
     void requeue(entry&& e) {
         e.redelivered = true;
+        restore(std::move(e));
+    }
+    /// Puts a message back where it arrived, as it was: one handed to a consumer whose
+    /// callback never saw it.
+    void restore(entry&& e) {
         auto& level = levels_[level_of(*e.message)];
         std::size_t lo = 0;
         std::size_t hi = level.size();
