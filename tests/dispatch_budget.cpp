@@ -131,7 +131,7 @@ TEMPLATE_TEST_CASE("dispatch budget: TTLs follow the broker's clock, whatever cl
     CHECK(b.queue_stats("q").dropped.expired == 1);
 }
 
-TEMPLATE_TEST_CASE("dispatch budget: a budget too large for the clock saturates; a negative one delivers nothing",
+TEMPLATE_TEST_CASE("dispatch budget: a budget too large for the clock saturates, a negative one delivers nothing",
                    "[dispatch][budget]", warren::broker, warren::concurrent_broker) {
     TestType b;
     b.declare_queue("q");
