@@ -9,6 +9,8 @@
 //                them all, per iteration; items = messages published. arg = N.
 //   emit/...     single thread, the "signal emit" shape: one message, delivered to every
 //                subscriber at once, per iteration; items = emits. arg = subscribers.
+//                warren_fanout publishes then dispatches; warren_fanout_synchronous has
+//                synchronous subscribers, which the publish runs.
 //   threads/...  one producer thread, one consumer thread (the benchmark's own): M
 //                messages per iteration, real time (items/s = messages/s); cpu_time is
 //                the whole process (both threads). arg = M.
@@ -110,7 +112,7 @@ struct st_fixture {
     std::uint64_t sum = 0;
     std::uint64_t delivered = 0;
 
-    st_fixture(topology t, std::size_t fanout) {
+    st_fixture(topology t, std::size_t fanout, bool synchronous = false) {
         std::string pattern;
         switch (t) {
         case topology::direct:
@@ -133,10 +135,13 @@ struct st_fixture {
             const std::string name = "q" + std::to_string(q);
             broker.declare_queue(name);
             broker.bind_queue(name, "ev", pattern);
-            subs.push_back(broker.subscribe(name, [this](st_broker::delivery& d) {
-                sum += weight(d.body());
-                ++delivered;
-            }));
+            subs.push_back(broker.subscribe(
+                name,
+                [this](st_broker::delivery& d) {
+                    sum += weight(d.body());
+                    ++delivered;
+                },
+                {.synchronous = synchronous}));
         }
         pub = broker.make_publisher("ev");
     }
@@ -279,6 +284,19 @@ void bm_emit_warren(benchmark::State& state) {
         (void)f.pub.publish(message{.routing_key = f.key, .body = make_event(i++)});
         f.broker.dispatch();
     }
+    check(state, f.delivered, i * k, "delivered");
+    check(state, f.sum, expected_sum(i) * k, "checksum");
+    state.SetItemsProcessed(static_cast<std::int64_t>(i));
+}
+
+/// warren as a signal: a fanout exchange to k queues whose subscribers are synchronous
+/// (consumer_options::synchronous), so publish runs them; no dispatch().
+void bm_emit_warren_synchronous(benchmark::State& state) {
+    const auto k = static_cast<std::size_t>(state.range(0));
+    st_fixture f(topology::fanout, k, true);
+    f.warm_up();
+    std::uint64_t i = 0;
+    for (auto _ : state) (void)f.pub.publish(message{.routing_key = f.key, .body = make_event(i++)});
     check(state, f.delivered, i * k, "delivered");
     check(state, f.sum, expected_sum(i) * k, "checksum");
     state.SetItemsProcessed(static_cast<std::int64_t>(i));
@@ -635,6 +653,7 @@ void register_all() {
 
     for (std::int64_t k : {1, 10}) {
         RegisterBenchmark("emit/sync/warren_fanout", bm_emit_warren)->Arg(k);
+        RegisterBenchmark("emit/sync/warren_fanout_synchronous", bm_emit_warren_synchronous)->Arg(k);
         RegisterBenchmark("emit/sync/boost_signals2", bm_emit_signal<boost_signal>)->Arg(k);
         RegisterBenchmark("emit/sync/boost_signals2_dummy_mutex", bm_emit_signal<boost_signal_dummy_mutex>)->Arg(k);
         RegisterBenchmark("emit/sync/sigcxx", bm_emit_signal<sigc_signal>)->Arg(k);

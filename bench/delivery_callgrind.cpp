@@ -5,7 +5,8 @@
 // published by exchange name; direct_publisher publishes through a basic_publisher. Each
 // builds a warren::message and moves it in; direct_parts and direct_publisher_parts
 // publish the same key and body without one (publish(exchange, key, body) and
-// publisher.publish(key, body)), where the tree has those overloads.
+// publisher.publish(key, body)), where the tree has those overloads. fanout10_synchronous
+// is fanout10 with synchronous subscribers (the publish runs them), where the tree has them.
 // Each workload's loop is its own instantiation, so that adding one does not change how
 // the compiler inlines the others. Prints nothing useful itself; read "Collected" from
 // callgrind's summary and divide by N.
@@ -57,6 +58,17 @@ bool measure_parts(Broker& broker, const typename Broker::publisher& publisher, 
     }
 }
 
+/// Makes `options` synchronous; false where the tree has no synchronous consumers.
+template <class Options>
+bool make_synchronous(Options& options) {
+    if constexpr (requires { options.synchronous = true; }) {
+        options.synchronous = true;
+        return true;
+    } else {
+        return false;
+    }
+}
+
 int run(std::string_view workload) {
     warren::broker broker;
     std::string exchange;
@@ -69,11 +81,16 @@ int run(std::string_view workload) {
     } else if (workload == "topic") {
         exchange = "amq.topic";
         key = "a.b.c";
-    } else if (workload == "fanout10") {
+    } else if (workload == "fanout10" || workload == "fanout10_synchronous") {
         exchange = "amq.fanout";
         queues = 10;
     } else {
         std::fprintf(stderr, "unknown workload %.*s\n", static_cast<int>(workload.size()), workload.data());
+        return 2;
+    }
+    warren::consumer_options options;
+    if (workload == "fanout10_synchronous" && !make_synchronous(options)) {
+        std::fprintf(stderr, "this tree has no synchronous consumers\n");
         return 2;
     }
     std::size_t delivered = 0;
@@ -82,7 +99,7 @@ int run(std::string_view workload) {
         const std::string q = "q" + std::to_string(i);
         broker.declare_queue(q);
         broker.bind_queue(q, exchange, exchange == "amq.topic" ? "a.*.c" : key);
-        subs.push_back(broker.subscribe(q, [&](warren::delivery& d) { delivered += d.body().size(); }));
+        subs.push_back(broker.subscribe(q, [&](warren::delivery& d) { delivered += d.body().size(); }, options));
     }
     const auto publisher = broker.make_publisher(exchange);
     if (by_parts) {

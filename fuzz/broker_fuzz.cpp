@@ -422,7 +422,9 @@ private:
         const auto does = static_cast<behaviour>(p_.pick(static_cast<std::size_t>(behaviour::count)));
         const bool owns_itself = (bits & 64U) != 0; // the worker pattern: the callback keeps the handle
         const bool hooked = (bits & 128U) != 0;
-        const std::uint8_t on_cancel = p_.byte() % 3;
+        const std::uint8_t more_bits = p_.byte();
+        const std::uint8_t on_cancel = more_bits % 3;
+        options.synchronous = (more_bits & 128U) != 0; // its callback runs inside the publish
         if (on_cancel == 1) options.on_cancel = [] { throw callback_failure("on_cancel"); };
         if (on_cancel == 2) {
             options.on_cancel = [this, q, generation = generation_] {

@@ -1,7 +1,8 @@
 // The single-threaded delivery path allocates nothing per message once warm: publish ->
 // route -> queue -> dispatch -> callback, for direct, topic (cache hit) and fanout to ten
-// queues, with bodies moved in, whether published as messages or as a key and a body, and
-// whatever properties a message sets beyond what they hold themselves.
+// queues, handed to a consumer on arrival or waiting ready, or run inside the publish by a
+// synchronous consumer, with bodies moved in, whether published as messages or as a key
+// and a body, and whatever properties a message sets beyond what they hold themselves.
 //
 // Allocations are counted by the replaced global operator new of warren_tests_allocation
 // (support/counting_allocator.cpp; see tests/CMakeLists.txt).
@@ -324,6 +325,60 @@ TEST_CASE("allocation: a frame of 100000 keys and bodies in flight allocates not
     (void)run_body_frame(broker, publish);
     CHECK(run_body_frame(broker, publish) == 0);
     CHECK(received == 2 * 10 * frame);
+}
+
+// Where the frames above are handed to their consumers as they arrive (each consumer has
+// credit), these keep them ready in the queue, or run them inside each publish.
+
+TEST_CASE("allocation: a frame of 100000 messages waiting ready allocates nothing once warm (a consumer at its "
+          "prefetch limit, 100-byte keys)",
+          "[allocation]") {
+    const std::string key = hundred_byte_key("unit", "spawned");
+    warren::broker broker;
+    events_to_q(broker, key);
+    std::size_t received = 0;
+    warren::consumer_options one_at_a_time{.ack = warren::ack_mode::manual, .prefetch = 1};
+    auto sub = broker.subscribe(
+        "q",
+        [&](warren::delivery& d) {
+            ++received;
+            d.ack();
+        },
+        one_at_a_time);
+    const auto publisher = broker.make_publisher("events");
+    (void)run_frame(broker, publisher, key);
+    CHECK(broker.queue_stats("q").ready == 0);
+    auto messages = make_messages(static_cast<int>(frame), key);
+    allocation_counter counter;
+    for (auto& m : messages) (void)publisher.publish(std::move(m));
+    CHECK(broker.queue_stats("q").ready == frame - 1); // the first went to the consumer
+    broker.dispatch();
+    CHECK(counter.count() == 0);
+    CHECK(received == 2 * frame);
+}
+
+TEST_CASE("allocation: 100000 synchronous deliveries held unacked allocate nothing once warm (100-byte keys)",
+          "[allocation][synchronous]") {
+    const std::string key = hundred_byte_key("unit", "spawned");
+    warren::broker broker;
+    events_to_q(broker, key);
+    std::vector<warren::delivery> held;
+    held.reserve(frame);
+    warren::consumer_options synchronous{.ack = warren::ack_mode::manual, .synchronous = true};
+    auto sub = broker.subscribe("q", [&](warren::delivery& d) { held.push_back(std::move(d)); }, synchronous);
+    const auto publisher = broker.make_publisher("events");
+    auto run_synchronous_frame = [&] {
+        auto bodies = make_bodies();
+        allocation_counter counter;
+        for (auto& body : bodies) (void)publisher.publish(key, std::move(body));
+        const bool all_ran = held.size() == frame; // inside the publishes, no dispatch
+        held.back().ack(true);
+        held.clear();
+        return all_ran ? counter.count() : ~std::size_t{0};
+    };
+    (void)run_synchronous_frame();
+    CHECK(run_synchronous_frame() == 0);
+    CHECK(broker.queue_stats("q").acked == 2 * frame);
 }
 
 TEST_CASE("allocation: messages that set properties allocate nothing beyond what their own properties hold",

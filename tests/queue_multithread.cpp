@@ -335,7 +335,7 @@ TEST_CASE("concurrent queue: single-active-consumer failover while publishing: o
         std::vector<delivery> held;     // unacked, acked three at a time
         std::vector<std::size_t> acked; // in ack order
         std::vector<std::uint64_t> at;  // when each delivery arrived
-        std::size_t wrong_flag = 0;     // redelivered set on a first delivery, or missing on a repeat
+        std::size_t wrong_flag = 0;     // redelivered missing on a repeat
     };
     std::vector<consumer_log> logs(consumers);
     std::vector<std::uint64_t> release_began(consumers, 0);
@@ -358,7 +358,9 @@ TEST_CASE("concurrent queue: single-active-consumer failover while publishing: o
                 consumer_log& log = logs[c];
                 log.at.push_back(clock.fetch_add(1) + 1);
                 const std::size_t id = id_of(d);
-                if (d.redelivered() != seen[id].exchange(true)) ++log.wrong_flag;
+                // A first sight may be redelivered too: handed to a consumer that ended before
+                // its callback ran (delivered, then requeued, as RabbitMQ does).
+                if (seen[id].exchange(true) && !d.redelivered()) ++log.wrong_flag;
                 log.held.push_back(std::move(d));
                 std::this_thread::yield(); // a callback that takes a moment: handovers meet it running
                 if (log.held.size() == 3) {

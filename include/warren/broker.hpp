@@ -329,6 +329,10 @@ public:
 
     /// Routing keys each topic exchange remembers the route of, by default.
     static constexpr std::size_t default_routing_cache_capacity = 1024;
+    /// How deeply publishes from synchronous callbacks (consumer_options::synchronous)
+    /// nest on one thread; a publish deeper than that runs its synchronous receivers once
+    /// the callback at this depth returns, so the stack stays bounded.
+    static constexpr std::size_t max_synchronous_depth = detail::max_synchronous_depth;
 
     /// Sizes the routing cache of every exchange whose type has one (topic), now and for
     /// exchanges declared later; 0 turns caching off. single_threaded only: a cached route
@@ -397,6 +401,7 @@ private:
     using unique_lock = std::unique_lock<typename Policy::shared_mutex>;
 
     using outgoing = detail::outgoing_message<body_type>;
+    using synchronous = typename detail::dead_letter_router<Message, Policy>::synchronous;
     /// Publishes `msg`, moving from its parts once it is routed (its body moved once into
     /// the stored message). `exchange` null: by name.
     confirmation publish_to(exchange_node* exchange, std::string_view name, outgoing& msg, publish_options options,
@@ -554,24 +559,29 @@ void basic_broker<Message, Policy>::change_binding(bool add, std::string_view so
 template <message_type Message, threading_policy Policy>
 confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, std::string_view name, outgoing& msg,
                                                        publish_options options, detail::route_memo* memo) {
-    // What the publish lets go of (messages dropped or dead-lettered on its way, perhaps
-    // the stored message itself) goes once the lock is released.
-    const detail::deferred_release::scope releases_after_unlock;
-    detail::ref_ptr<exchange_node> node;
-    detail::ref_ptr<typename queue_type::node_type> stored;
     confirmation outcome;
     {
-        shared_lock lock(topology_);
-        if (exchange == nullptr) {
-            const auto& exchanges = vhost_.exchanges();
-            node = exchanges.slot(exchanges.get(name).index);
-        } else {
-            if (exchange->deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange->name));
-            node = detail::ref_ptr<exchange_node>(exchange);
+        // What the publish lets go of (messages dropped or dead-lettered on its way,
+        // perhaps the stored message itself) goes once the lock is released.
+        const detail::deferred_release::scope releases_after_unlock;
+        detail::ref_ptr<exchange_node> node;
+        detail::ref_ptr<typename queue_type::node_type> stored;
+        {
+            shared_lock lock(topology_);
+            if (exchange == nullptr) {
+                const auto& exchanges = vhost_.exchanges();
+                node = exchanges.slot(exchanges.get(name).index);
+            } else {
+                if (exchange->deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange->name));
+                node = detail::ref_ptr<exchange_node>(exchange);
+            }
+            typename synchronous::collecting noting_synchronous_receivers(dispatcher_);
+            outcome = publishing_.route_and_push(*node, msg, stored, memo, vhost_.version());
+            noting_synchronous_receivers.keep();
         }
-        outcome = publishing_.route_and_push(*node, msg, stored, memo, vhost_.version());
+        if (publishing_.is_returned(outcome, options.mandatory)) publishing_.return_message(*node, msg, outcome);
     }
-    if (publishing_.is_returned(outcome, options.mandatory)) publishing_.return_message(*node, msg, outcome);
+    synchronous::run(); // with no lock held and nothing left to release
     return outcome;
 }
 

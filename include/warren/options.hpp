@@ -70,6 +70,14 @@ struct consumer_options {
     /// RabbitMQ's consumer priority (`x-priority`): a queue serves its highest-priority
     /// consumers that can take a message, round robin among equals.
     std::int32_t priority = 0;
+    /// Its callback runs inside the publish that delivers to it, as a signal's slot would,
+    /// rather than at the next dispatch(): the publisher returns once it has run. A publish
+    /// from inside such a callback runs its own synchronous receivers nested, up to
+    /// basic_broker::max_synchronous_depth; deeper, they run once the callback at that
+    /// depth returns. Messages that reach it other than by a publish (a requeue, a dead
+    /// letter of an ack or an expiry, messages that waited ready while it had no credit)
+    /// are delivered by dispatch(). See docs/semantics.md.
+    bool synchronous = false;
     /// Run when the broker ends the subscription because delete_queue deleted its queue
     /// (AMQP's basic.cancel from the server), after the broker's locks are released. Not run
     /// when the subscription ends itself or the broker is destroyed. If it throws, the

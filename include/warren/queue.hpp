@@ -94,8 +94,9 @@ public:
     };
     using dead_letters = std::vector<dead_letter>;
 
-    /// What became of a pushed message.
-    enum class push_result : std::uint8_t { accepted, refused, closed };
+    /// What became of a pushed message. `handed_synchronous`: accepted, and handed to a
+    /// consumer whose callback runs inside the publish (take_synchronous).
+    enum class push_result : std::uint8_t { accepted, handed_synchronous, refused, closed };
 
     /// A queue named `name`; `options.arguments` must already be valid (see
     /// queue_arguments::parse). Time comes from `time`; `router` is where the holders of
@@ -189,6 +190,9 @@ public:
     /// Picks the next message and consumer for push delivery, or nothing if no consumer can
     /// take a message now. The caller runs the callback, then calls finish().
     [[nodiscard]] std::optional<pending_callback> next_callback(dead_letters& dead);
+    /// The first message handed to a synchronous consumer whose callback can run now, or
+    /// nothing; as next_callback, the caller runs the callback, then calls finish().
+    [[nodiscard]] std::optional<pending_callback> take_synchronous();
     /// Marks a consumer's callback as returned.
     void finish(consumer& c, dead_letters& dead);
 
@@ -269,10 +273,13 @@ private:
         ready_entry entry;
         std::uint64_t tag;
     };
-    /// Hands an arriving message to a consumer with credit, if one has: see the class comment.
-    bool hand_off(const detail::ref_ptr<node_type>& msg, time_point expires);
-    /// The first handed-off message whose consumer can run its callback now.
-    [[nodiscard]] std::optional<pending_callback> take_handed_off();
+    /// Hands an arriving message to a consumer with credit, if one has (see the class
+    /// comment): push_result::accepted, or handed_synchronous if that consumer is
+    /// synchronous; nothing if none has credit.
+    std::optional<push_result> hand_off(const detail::ref_ptr<node_type>& msg, time_point expires);
+    /// The first handed-off message whose consumer can run its callback now (of a
+    /// synchronous consumer only, if `synchronous_only`).
+    [[nodiscard]] std::optional<pending_callback> take_handed_off(bool synchronous_only);
     /// Gives back what was handed to `consumer_id` and not yet seen by its callback.
     void give_back_handed_off(std::uint64_t consumer_id);
     /// Counts a delivery and, when manual, records it as unacknowledged; returns its tag.
@@ -370,9 +377,11 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
     }
     const time_point expires = expiry_of(*msg);
     if (expires != time_point::max()) may_expire_ = true;
-    if (ready_.empty() && hand_off(msg, expires)) {
-        ++counters_.enqueued;
-        return push_result::accepted;
+    if (ready_.empty()) {
+        if (const auto handed = hand_off(msg, expires)) {
+            ++counters_.enqueued;
+            return *handed;
+        }
     }
     ready_.push(msg, expires);
     ++counters_.enqueued;
@@ -429,30 +438,35 @@ void basic_queue<Message, Policy>::start_callback(consumer& c, std::uint64_t tag
 }
 
 template <class Message, threading_policy Policy>
-bool basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& msg, time_point expires) {
-    if (consumers_.empty()) return false;
+auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& msg, time_point expires)
+    -> std::optional<push_result> {
+    if (consumers_.empty()) return std::nullopt;
     const std::size_t index = consumers_.pick(detail::consumer_rotation<consumer>::running::included);
-    if (index == consumers_.none) return false;
-    detail::ref_ptr<consumer> c = consumers_.served(index); // to the back of the rotation
-    const bool manual = c->options.ack == ack_mode::manual;
-    ready_entry entry = ready_.bypass(msg, expires);
-    handed_off_.push_back(handed_off{c, std::move(entry), 0});
+    if (index == consumers_.none) return std::nullopt;
+    consumer& c = *consumers_.consumers()[index];
+    const bool manual = c.options.ack == ack_mode::manual;
+    const std::uint64_t owner = c.id;
+    const push_result handed = c.options.synchronous ? push_result::handed_synchronous : push_result::accepted;
+    handed_off_.push_back(handed_off{consumers_.served(index), ready_.bypass(msg, expires), 0}); // to the back of the rotation
     try {
-        handed_off_.back().tag = record_delivery(handed_off_.back().entry, c->id, manual);
+        handed_off_.back().tag = record_delivery(handed_off_.back().entry, owner, manual);
     } catch (...) {
         (void)handed_off_.pop_back(); // the message's other reference is the caller's
         throw;
     }
-    if (manual) ++c->unacked;
-    return true;
+    if (manual) ++c.unacked;
+    return handed;
 }
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::take_handed_off() -> std::optional<pending_callback> {
+auto basic_queue<Message, Policy>::take_handed_off(bool synchronous_only) -> std::optional<pending_callback> {
     // Callbacks of one consumer never run at once: skip the messages of one that is
     // running (on another thread, or further up this one's stack) or being cancelled.
+    const auto can_run = [synchronous_only](const consumer& c) {
+        return !c.busy && !c.cancelled && (!synchronous_only || c.options.synchronous);
+    };
     std::size_t at = 0;
-    while (at < handed_off_.size() && (handed_off_[at].to->busy || handed_off_[at].to->cancelled)) ++at;
+    while (at < handed_off_.size() && !can_run(*handed_off_[at].to)) ++at;
     if (at == handed_off_.size()) return std::nullopt;
     handed_off h = at == 0 ? handed_off_.pop_front() : handed_off_.take(at);
     const bool manual = h.to->options.ack == ack_mode::manual;
@@ -460,6 +474,13 @@ auto basic_queue<Message, Policy>::take_handed_off() -> std::optional<pending_ca
     delivery_type d(std::move(h.entry.message), manual ? detail::ref_ptr<basic_queue>(this) : detail::ref_ptr<basic_queue>{}, h.tag,
                     h.entry.redelivered, h.to->tag);
     return pending_callback{std::move(h.to), std::move(d)};
+}
+
+template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::take_synchronous() -> std::optional<pending_callback> {
+    std::lock_guard lock(mutex_);
+    if (closed_ || handed_off_.empty()) return std::nullopt;
+    return take_handed_off(true);
 }
 
 template <class Message, threading_policy Policy>
@@ -609,7 +630,7 @@ auto basic_queue<Message, Policy>::next_callback(dead_letters& dead) -> std::opt
     std::lock_guard lock(mutex_);
     if (closed_) return std::nullopt;
     if (!handed_off_.empty()) {
-        if (auto handed = take_handed_off()) return handed;
+        if (auto handed = take_handed_off(false)) return handed;
     }
     if (ready_.empty() || consumers_.empty()) return std::nullopt;
     expire_heads(dead);

@@ -24,8 +24,12 @@
 #include "queue_table.hpp"
 #include "route_through_gate.hpp"
 #include "router.hpp"
+#include "synchronous_handoffs.hpp"
 
 namespace warren::detail {
+
+template <class Message, class Policy>
+class dispatcher;
 
 /// What the broker's queues need from it: a place to push messages (the publish path and
 /// dead letters alike) and a router for the messages they let go of (expired, over their
@@ -42,6 +46,8 @@ public:
     using node_type = message_node<Message, Policy>;
     using dead_letters = typename queue_type::dead_letters;
     using queues = queue_table<queue_type, Policy>;
+    /// Where a push notes the queues that handed a message to a synchronous consumer.
+    using synchronous = synchronous_handoffs<queue_type, dispatcher<Message, Policy>>;
 
     /// A dead letter and the queue it comes from, waiting to be routed.
     struct job {
@@ -78,6 +84,10 @@ public:
             dead.clear();
             switch (queue->push(node, dead)) {
             case queue_type::push_result::accepted: ++outcome.routed; break;
+            case queue_type::push_result::handed_synchronous:
+                ++outcome.routed;
+                synchronous::handed(queue);
+                break;
             case queue_type::push_result::refused: ++outcome.refused; break;
             case queue_type::push_result::closed: break;
             }

@@ -101,6 +101,22 @@ public:
         if (!handler) std::rethrow_exception(failure);
         (*handler)(consumer_error{std::move(failure), queue, consumer_tag, delivery_tag});
     }
+    /// Runs one synchronous consumer's callback (see synchronous_handoffs) as run() runs
+    /// callbacks, except that a failure with no error handler is kept in `first_failure`
+    /// (if that is still empty) rather than rethrown, so that the publish's other
+    /// receivers still run. No lock held.
+    void run_synchronous(typename queue_type::pending_callback& pending, queue_type& queue,
+                         std::exception_ptr& first_failure) {
+        const std::uint64_t tag = pending.delivery.delivery_tag();
+        std::exception_ptr failure = run_caught(pending, queue);
+        if (!failure) return;
+        if (!handler_.get()) {
+            if (!first_failure) first_failure = std::move(failure);
+            return;
+        }
+        report(std::move(failure), queue.name(), pending.target->options.tag, tag);
+    }
+
     /// Runs the on_cancel of each consumer a deleted queue ended, every one even if some
     /// throw; their errors go to the handler (delivery_tag 0), or without one the first is
     /// rethrown once all have run. No lock held.
@@ -132,18 +148,25 @@ private:
         return pending;
     }
     void run_callback(typename queue_type::pending_callback& pending, queue_type& queue) {
+        const std::uint64_t tag = pending.delivery.delivery_tag();
+        if (std::exception_ptr failure = run_caught(pending, queue)) {
+            report(std::move(failure), queue.name(), pending.target->options.tag, tag);
+        }
+    }
+    /// Runs the callback and marks it returned; returns what it threw, its delivery then
+    /// rejected without requeue if still pending.
+    std::exception_ptr run_caught(typename queue_type::pending_callback& pending, queue_type& queue) {
         std::exception_ptr failure;
         try {
             pending.target->callback(pending.delivery);
         } catch (...) {
             failure = std::current_exception();
         }
-        const std::uint64_t tag = pending.delivery.delivery_tag();
         if (failure && pending.delivery.pending()) {
             pending.delivery.reject(false); // no endless redelivery of a poison message
         }
         dead_letters_->route_after(queue, [&](auto& dead) { queue.finish(*pending.target, dead); });
-        if (failure) report(std::move(failure), queue.name(), pending.target->options.tag, tag);
+        return failure;
     }
     router_type* dead_letters_;
     typename Policy::template atomic<std::size_t> cursor_{0};
