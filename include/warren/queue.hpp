@@ -104,7 +104,8 @@ public:
     basic_queue(std::string name, queue_options options, const clock& time, router_type* router)
         : name_(std::move(name)), options_(std::move(options)),
           arguments_(queue_arguments::parse(options_.arguments, name_)), clock_(&time), router_(router),
-          ready_(arguments_.max_priority), consumers_(arguments_.single_active_consumer) {
+          ready_(arguments_.max_priority), consumers_(arguments_.single_active_consumer),
+          straight_(!arguments_.limited() && !arguments_.message_ttl) {
         if (arguments_.expires) last_used_ = clock_->now();
     }
 
@@ -323,6 +324,9 @@ private:
     queue_counters counters_;
     time_point last_used_{};
     bool may_expire_ = false;
+    // Declared without a length limit or a message TTL and never given a message with an
+    // expiration: push has nothing to check but the hand-off.
+    bool straight_;
     bool closed_ = false;
 };
 
@@ -362,6 +366,18 @@ template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, dead_letters& dead) -> push_result {
     std::lock_guard lock(mutex_);
     if (closed_) return push_result::closed;
+    if (straight_ && !msg->ttl) { // the straight path: one test for the features this queue does not use
+        if (ready_.empty()) {
+            if (const auto handed = hand_off(msg, time_point::max())) {
+                ++counters_.enqueued;
+                return *handed;
+            }
+        }
+        ready_.push(msg, time_point::max());
+        ++counters_.enqueued;
+        notify_one();
+        return push_result::accepted;
+    }
     expire_heads(dead); // what RabbitMQ's TTL timer would have removed by now
     if (arguments_.limited() && arguments_.overflow != overflow_mode::drop_head) {
         // reject-publish: refuse a message that would take the queue over its limit.
@@ -376,7 +392,10 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
         }
     }
     const time_point expires = expiry_of(*msg);
-    if (expires != time_point::max()) may_expire_ = true;
+    if (expires != time_point::max()) {
+        may_expire_ = true;
+        straight_ = false; // its expiry is to be checked from now on
+    }
     if (ready_.empty()) {
         if (const auto handed = hand_off(msg, expires)) {
             ++counters_.enqueued;
