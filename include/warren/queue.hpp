@@ -466,9 +466,9 @@ auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& ms
     const bool manual = c.options.ack == ack_mode::manual;
     const std::uint64_t owner = c.id;
     const push_result handed = c.options.synchronous ? push_result::handed_synchronous : push_result::accepted;
-    handed_off_.push_back(handed_off{consumers_.served(index), ready_.bypass(msg, expires), 0}); // to the back of the rotation
+    handed_off& h = handed_off_.emplace_back(consumers_.served(index), ready_.bypass(msg, expires), std::uint64_t{0}); // to the back of the rotation
     try {
-        handed_off_.back().tag = record_delivery(handed_off_.back().entry, owner, manual);
+        h.tag = record_delivery(h.entry, owner, manual);
     } catch (...) {
         (void)handed_off_.pop_back(); // the message's other reference is the caller's
         throw;
@@ -487,12 +487,15 @@ auto basic_queue<Message, Policy>::take_handed_off(bool synchronous_only) -> std
     std::size_t at = 0;
     while (at < handed_off_.size() && !can_run(*handed_off_[at].to)) ++at;
     if (at == handed_off_.size()) return std::nullopt;
-    handed_off h = at == 0 ? handed_off_.pop_front() : handed_off_.take(at);
+    for (std::size_t i = at; i > 0; --i) std::swap(handed_off_[i], handed_off_[i - 1]); // to the front, the rest in order
+    handed_off& h = handed_off_.front();
     const bool manual = h.to->options.ack == ack_mode::manual;
     start_callback(*h.to, h.tag);
     delivery_type d(std::move(h.entry.message), manual ? detail::ref_ptr<basic_queue>(this) : detail::ref_ptr<basic_queue>{}, h.tag,
                     h.entry.redelivered, h.to->tag);
-    return pending_callback{std::move(h.to), std::move(d)};
+    pending_callback out{std::move(h.to), std::move(d)};
+    handed_off_.drop_front();
+    return out;
 }
 
 template <class Message, threading_policy Policy>

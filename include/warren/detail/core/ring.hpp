@@ -35,10 +35,15 @@ public:
     const T& front() const noexcept { return (*this)[0]; }
     T& back() noexcept { return (*this)[size_ - 1]; }
 
-    void push_back(T value) {
+    void push_back(T value) { emplace_back(std::move(value)); }
+    /// Constructs the new last element in place (no temporary to move and destroy).
+    template <class... Args>
+    T& emplace_back(Args&&... args) {
         reserve_one();
-        ::new (static_cast<void*>(&data_[(head_ + size_) & (capacity_ - 1)])) T(std::move(value));
+        T* slot = &data_[(head_ + size_) & (capacity_ - 1)];
+        ::new (static_cast<void*>(slot)) T{std::forward<Args>(args)...};
         ++size_;
+        return *slot;
     }
     void push_front(T value) {
         reserve_one();
@@ -58,10 +63,14 @@ public:
     }
     T pop_front() {
         T value = std::move(front());
+        drop_front();
+        return value;
+    }
+    /// Destroys the first element (what the caller still needs of it moved out first).
+    void drop_front() noexcept {
         front().~T();
         head_ = (head_ + 1) & (capacity_ - 1);
         --size_;
-        return value;
     }
     T pop_back() {
         T value = std::move(back());
