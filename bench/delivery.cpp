@@ -176,27 +176,29 @@ void bm_batch_warren(benchmark::State& state, topology t) {
     state.counters["deliveries_per_message"] = static_cast<double>(f.queues);
 }
 
-/// The floor: a std::deque of events and one std::function handler.
-void bm_batch_std_deque(benchmark::State& state) {
+/// The floor: a std::deque of events and `handlers` std::function handlers (1, or 10 for
+/// fanout's floor), each called with every event.
+void bm_batch_std_deque(benchmark::State& state, std::size_t handlers) {
     const auto n = static_cast<std::uint64_t>(state.range(0));
     std::uint64_t sum = 0;
     std::uint64_t delivered = 0;
-    const handler on_event = [&](const event& e) {
+    const std::vector<handler> on_event(handlers, [&](const event& e) {
         sum += weight(e);
         ++delivered;
-    };
+    });
     std::deque<event> queue;
     for (auto _ : state) {
         for (std::uint64_t i = 0; i < n; ++i) queue.push_back(make_event(i));
         while (!queue.empty()) {
-            on_event(queue.front());
+            for (const handler& h : on_event) h(queue.front());
             queue.pop_front();
         }
     }
     const auto iterations = static_cast<std::uint64_t>(state.iterations());
-    check(state, delivered, iterations * n, "delivered");
-    check(state, sum, iterations * expected_sum(n), "checksum");
+    check(state, delivered, iterations * n * handlers, "delivered");
+    check(state, sum, iterations * expected_sum(n) * handlers, "checksum");
     state.SetItemsProcessed(static_cast<std::int64_t>(iterations * n));
+    state.counters["deliveries_per_message"] = static_cast<double>(handlers);
 }
 
 /// moodycamel::ConcurrentQueue on one thread, one item at a time (enqueue / try_dequeue,
@@ -646,7 +648,8 @@ void register_all() {
     RegisterBenchmark("batch/topic_cached/warren", bm_batch_warren, topology::topic_cached)->Arg(batch_size);
     RegisterBenchmark("batch/topic_uncached/warren", bm_batch_warren, topology::topic_uncached)->Arg(batch_size);
     RegisterBenchmark("batch/fanout10/warren", bm_batch_warren, topology::fanout)->Arg(batch_size);
-    RegisterBenchmark("batch/queue/std_deque_function", bm_batch_std_deque)->Arg(batch_size);
+    RegisterBenchmark("batch/queue/std_deque_function", bm_batch_std_deque, 1)->Arg(batch_size);
+    RegisterBenchmark("batch/queue/std_deque_10_functions", bm_batch_std_deque, 10)->Arg(batch_size);
     RegisterBenchmark("batch/queue/moodycamel_concurrent", bm_batch_concurrent_queue)->Arg(batch_size);
     RegisterBenchmark("batch/queue/moodycamel_concurrent_bulk", bm_batch_concurrent_queue_bulk)->Arg(batch_size);
     RegisterBenchmark("batch/queue/moodycamel_rw", bm_batch_rw_queue)->Arg(batch_size);
