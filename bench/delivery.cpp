@@ -15,7 +15,8 @@
 //                messages per iteration, real time (items/s = messages/s); cpu_time is
 //                the whole process (both threads). arg = M.
 //                poll: the consumer spins on a non-blocking take;
-//                wait: the consumer blocks with a timeout.
+//                wait: the consumer blocks with a timeout;
+//                4x4: four producer threads, four polling consumer threads, one queue.
 //
 // Every peer carries the same body (`event`, 12 bytes) to the same kind of callback (a
 // std::function, a slot, a consumer callback) that adds it into a checksum; each
@@ -23,6 +24,8 @@
 // (SkipWithError) on a mismatch, so nothing can be optimised away.
 
 #include <benchmark/benchmark.h>
+
+#include <atomic>
 
 #include <boost/signals2/dummy_mutex.hpp>
 #include <boost/signals2/signal.hpp>
@@ -565,6 +568,85 @@ void bm_threads_concurrent_queue(benchmark::State& state) {
 }
 
 /// moodycamel::ReaderWriterQueue (SPSC), polling consumer.
+/// `producers` threads publish M messages in all (each its share, in order), while
+/// `consumers` threads call `take_one(drained&)` (true if it took a message) until M were
+/// taken in all; real time, checked as run_pair checks.
+template <class Produce, class TakeOne>
+void run_group(benchmark::State& state, std::size_t producers, std::size_t consumers, Produce produce, TakeOne take_one) {
+    const auto m = static_cast<std::uint64_t>(state.range(0));
+    const std::uint64_t expected = expected_sum(m);
+    std::vector<std::unique_ptr<worker>> threads;
+    for (std::size_t t = 0; t < producers + consumers; ++t) threads.push_back(std::make_unique<worker>());
+    std::vector<drained> got(consumers);
+    for (auto _ : state) {
+        std::atomic<std::uint64_t> taken{0};
+        for (auto& g : got) g = {};
+        for (std::size_t p = 0; p < producers; ++p) {
+            threads[p]->start([&, p] {
+                for (std::uint64_t i = p; i < m; i += producers) produce(i);
+            });
+        }
+        for (std::size_t c = 0; c < consumers; ++c) {
+            threads[producers + c]->start([&, c] {
+                poller idle;
+                while (taken.load(std::memory_order_relaxed) < m) {
+                    if (take_one(got[c])) {
+                        taken.fetch_add(1, std::memory_order_relaxed);
+                        idle.got();
+                    } else if (!idle.idle()) {
+                        break;
+                    }
+                }
+            });
+        }
+        for (auto& t : threads) t->wait();
+        drained all;
+        for (const auto& g : got) {
+            all.count += g.count;
+            all.sum += g.sum;
+        }
+        check(state, all.count, m, "received");
+        check(state, all.sum, expected, "checksum");
+        if (state.error_occurred()) break;
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(static_cast<std::uint64_t>(state.iterations()) * m));
+}
+
+/// 4 producers to 4 consumers on one queue: warren through a direct exchange, each
+/// consumer taking through a queue handle.
+void bm_threads_4x4_warren(benchmark::State& state) {
+    mt_broker broker;
+    broker.declare_queue("q");
+    broker.declare_exchange("ev", "direct");
+    broker.bind_queue("q", "ev", "pos");
+    const auto q = broker.make_queue_handle("q");
+    std::atomic<std::uint64_t> unrouted{0};
+    run_group(
+        state, 4, 4,
+        [&](std::uint64_t i) {
+            if (broker.publish("ev", message{.routing_key = "pos", .body = make_event(i)}) != 1) ++unrouted;
+        },
+        [&](drained& got) {
+            auto d = q.try_get();
+            if (d) got.take(d->body());
+            return d.has_value();
+        });
+    check(state, unrouted.load(), 0, "unrouted publishes");
+}
+
+/// 4 producers to 4 consumers on one moodycamel::ConcurrentQueue.
+void bm_threads_4x4_concurrent_queue(benchmark::State& state) {
+    moodycamel::ConcurrentQueue<event> queue;
+    run_group(
+        state, 4, 4, [&](std::uint64_t i) { queue.enqueue(make_event(i)); },
+        [&](drained& got) {
+            event e{};
+            if (!queue.try_dequeue(e)) return false;
+            got.take(e);
+            return true;
+        });
+}
+
 void bm_threads_rw_queue(benchmark::State& state) {
     moodycamel::ReaderWriterQueue<event> queue;
     run_pair(
@@ -683,6 +765,8 @@ void register_all() {
     threaded(RegisterBenchmark("threads/wait/moodycamel_blocking_rw",
                                bm_threads_blocking_queue<moodycamel::BlockingReaderWriterQueue<event>>));
     threaded(RegisterBenchmark("threads/wait/mutex_deque_condvar", bm_threads_mutex_deque));
+    threaded(RegisterBenchmark("threads/4x4/warren_direct_handle_try_get", bm_threads_4x4_warren));
+    threaded(RegisterBenchmark("threads/4x4/moodycamel_concurrent", bm_threads_4x4_concurrent_queue));
 }
 
 } // namespace
