@@ -471,7 +471,10 @@ void run_pair(benchmark::State& state, Produce produce, Consume consume) {
 }
 
 enum class mt_exchange { direct, default_exchange };
-enum class mt_consumer { try_get, handle_try_get, try_get_for, dispatch };
+enum class mt_consumer { try_get, handle_try_get, handle_try_get_many, try_get_for, dispatch };
+
+/// How many messages a batch take asks for.
+constexpr std::size_t take_batch = 64;
 
 void bm_threads_warren(benchmark::State& state, mt_exchange x, mt_consumer c) {
     mt_broker broker;
@@ -515,6 +518,22 @@ void bm_threads_warren(benchmark::State& state, mt_exchange x, mt_consumer c) {
                 while (got.count < m) {
                     if (auto d = q.try_get()) {
                         got.take(d->body());
+                        p.got();
+                    } else if (!p.idle()) {
+                        break;
+                    }
+                }
+                break;
+            }
+            case mt_consumer::handle_try_get_many: { // up to take_batch under one lock
+                const auto q = broker.make_queue_handle("q");
+                std::vector<mt_broker::delivery> batch;
+                batch.reserve(take_batch);
+                poller p;
+                while (got.count < m) {
+                    batch.clear();
+                    if (q.try_get_many(batch, take_batch) != 0) {
+                        for (const auto& d : batch) got.take(d.body());
                         p.got();
                     } else if (!p.idle()) {
                         break;
@@ -569,7 +588,7 @@ void bm_threads_concurrent_queue(benchmark::State& state) {
 
 /// moodycamel::ReaderWriterQueue (SPSC), polling consumer.
 /// `producers` threads publish M messages in all (each its share, in order), while
-/// `consumers` threads call `take_one(drained&)` (true if it took a message) until M were
+/// `consumers` threads call `take_one(drained&)` (how many messages it took) until M were
 /// taken in all; real time, checked as run_pair checks.
 template <class Produce, class TakeOne>
 void run_group(benchmark::State& state, std::size_t producers, std::size_t consumers, Produce produce, TakeOne take_one) {
@@ -590,8 +609,8 @@ void run_group(benchmark::State& state, std::size_t producers, std::size_t consu
             threads[producers + c]->start([&, c] {
                 poller idle;
                 while (taken.load(std::memory_order_relaxed) < m) {
-                    if (take_one(got[c])) {
-                        taken.fetch_add(1, std::memory_order_relaxed);
+                    if (const std::size_t n = take_one(got[c]); n != 0) {
+                        taken.fetch_add(n, std::memory_order_relaxed);
                         idle.got();
                     } else if (!idle.idle()) {
                         break;
@@ -613,8 +632,8 @@ void run_group(benchmark::State& state, std::size_t producers, std::size_t consu
 }
 
 /// 4 producers to 4 consumers on one queue: warren through a direct exchange, each
-/// consumer taking through a queue handle.
-void bm_threads_4x4_warren(benchmark::State& state) {
+/// consumer taking through a queue handle, one message at a time or `batch` at once.
+void bm_threads_4x4_warren(benchmark::State& state, std::size_t batch) {
     mt_broker broker;
     broker.declare_queue("q");
     broker.declare_exchange("ev", "direct");
@@ -627,9 +646,16 @@ void bm_threads_4x4_warren(benchmark::State& state) {
             if (broker.publish("ev", message{.routing_key = "pos", .body = make_event(i)}) != 1) ++unrouted;
         },
         [&](drained& got) {
-            auto d = q.try_get();
-            if (d) got.take(d->body());
-            return d.has_value();
+            if (batch == 1) {
+                auto d = q.try_get();
+                if (d) got.take(d->body());
+                return d ? std::size_t{1} : std::size_t{0};
+            }
+            thread_local std::vector<mt_broker::delivery> taken; // each consumer thread its own
+            const std::size_t n = q.try_get_many(taken, batch);
+            for (const auto& d : taken) got.take(d.body());
+            taken.clear(); // nothing kept past the call
+            return n;
         });
     check(state, unrouted.load(), 0, "unrouted publishes");
 }
@@ -641,9 +667,9 @@ void bm_threads_4x4_concurrent_queue(benchmark::State& state) {
         state, 4, 4, [&](std::uint64_t i) { queue.enqueue(make_event(i)); },
         [&](drained& got) {
             event e{};
-            if (!queue.try_dequeue(e)) return false;
+            if (!queue.try_dequeue(e)) return std::size_t{0};
             got.take(e);
-            return true;
+            return std::size_t{1};
         });
 }
 
@@ -753,6 +779,8 @@ void register_all() {
     threaded(RegisterBenchmark("threads/poll/warren_direct_try_get", bm_threads_warren, x::direct, c::try_get));
     threaded(RegisterBenchmark("threads/poll/warren_default_try_get", bm_threads_warren, x::default_exchange, c::try_get));
     threaded(RegisterBenchmark("threads/poll/warren_direct_handle_try_get", bm_threads_warren, x::direct, c::handle_try_get));
+    threaded(RegisterBenchmark("threads/poll/warren_direct_handle_try_get_many", bm_threads_warren, x::direct,
+                               c::handle_try_get_many));
     threaded(RegisterBenchmark("threads/poll/warren_direct_dispatch", bm_threads_warren, x::direct, c::dispatch));
     threaded(RegisterBenchmark("threads/poll/warren_default_dispatch", bm_threads_warren, x::default_exchange, c::dispatch));
     threaded(RegisterBenchmark("threads/poll/moodycamel_concurrent", bm_threads_concurrent_queue));
@@ -765,7 +793,8 @@ void register_all() {
     threaded(RegisterBenchmark("threads/wait/moodycamel_blocking_rw",
                                bm_threads_blocking_queue<moodycamel::BlockingReaderWriterQueue<event>>));
     threaded(RegisterBenchmark("threads/wait/mutex_deque_condvar", bm_threads_mutex_deque));
-    threaded(RegisterBenchmark("threads/4x4/warren_direct_handle_try_get", bm_threads_4x4_warren));
+    threaded(RegisterBenchmark("threads/4x4/warren_direct_handle_try_get", bm_threads_4x4_warren, 1));
+    threaded(RegisterBenchmark("threads/4x4/warren_direct_handle_try_get_many", bm_threads_4x4_warren, take_batch));
     threaded(RegisterBenchmark("threads/4x4/moodycamel_concurrent", bm_threads_4x4_concurrent_queue));
 }
 

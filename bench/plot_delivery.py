@@ -44,6 +44,8 @@ LABELS = {  # (group, shape, peer) -> label; anything else is shown as shape/pee
     ("threads", "wait", "mutex_deque_condvar"): "std::mutex + deque + condvar",
     ("threads", "4x4", "warren_direct_handle_try_get"): "warren, 4 to 4, direct, queue handles",
     ("threads", "4x4", "moodycamel_concurrent"): "moodycamel ConcurrentQueue, 4 to 4",
+    ("threads", "4x4", "warren_direct_handle_try_get_many"): "warren, 4 to 4, batches of 64",
+    ("threads", "poll", "warren_direct_handle_try_get_many"): "warren, direct, handle, batches of 64",
 }
 UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <warren/warren.hpp>
 
@@ -85,4 +86,53 @@ TEMPLATE_TEST_CASE("queue handle: expired heads are dead-lettered when it takes"
     time.advance(100ms);
     CHECK_FALSE(q.try_get());
     CHECK(drain(b, "dead") == strings{"old", "late"});
+}
+
+TEMPLATE_TEST_CASE("queue handle: try_get_many takes up to its count in order, each as a get", "[queue_handle][batch]",
+                   warren::broker, warren::concurrent_broker) {
+    using delivery = typename TestType::delivery;
+    TestType b;
+    (void)b.declare_queue("q");
+    const auto q = b.make_queue_handle("q");
+    std::vector<delivery> got;
+    CHECK(q.try_get_many(got, 10) == 0);
+    send(b, "q", {"1", "2", "3", "4", "5"});
+    CHECK(q.try_get_many(got, 3) == 3);
+    CHECK(q.try_get_many(got, 0) == 0);
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].body() == "1");
+    CHECK(got[2].body() == "3");
+    CHECK(q.try_get_many(got, 10, warren::ack_mode::manual) == 2); // appended: what is left
+    REQUIRE(got.size() == 5);
+    CHECK(got[3].body() == "4");
+    CHECK(got[4].pending());
+    got[4].ack(true); // one owner for the gets: 4 and 5
+    const auto s = b.queue_stats("q");
+    CHECK(s.delivered == 5);
+    CHECK(s.acked == 5);
+    CHECK(s.ready == 0);
+    CHECK(s.accounted());
+    (void)b.delete_queue("q");
+    CHECK(error_of([&] { (void)q.try_get_many(got, 1); }) == "404 NOT_FOUND - no queue 'q' (deleted)");
+}
+
+TEMPLATE_TEST_CASE("queue handle: try_get_many dead-letters expired heads and stops at an empty queue",
+                   "[queue_handle][batch][ttl]", warren::broker, warren::concurrent_broker) {
+    using delivery = typename TestType::delivery;
+    warren::manual_clock time;
+    TestType b(time);
+    (void)b.declare_queue("dead");
+    (void)b.declare_queue("q", with_args({{"x-dead-letter-exchange", ""}, {"x-dead-letter-routing-key", "dead"}}));
+    const auto q = b.make_queue_handle("q");
+    for (const char* body : {"short", "long"}) {
+        typename TestType::message_type m = msg("q", body);
+        m.properties.expiration = std::string(body) == "short" ? "10" : "1000";
+        REQUIRE(b.publish("", std::move(m)) == 1);
+    }
+    time.advance(10ms);
+    std::vector<delivery> got;
+    CHECK(q.try_get_many(got, 5) == 1);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].body() == "long");
+    CHECK(drain(b, "dead") == strings{"short"});
 }

@@ -163,6 +163,10 @@ public:
 
     /// Takes the next ready message, as AMQP basic.get does; expired heads join `dead`.
     [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode, dead_letters& dead);
+    /// Takes up to `max` ready messages under one lock, each as try_get takes one, and
+    /// appends them to `out`; returns how many. Room in `out` is made before any is taken,
+    /// so a failure to allocate takes none.
+    std::size_t try_get_many(std::size_t max, ack_mode mode, std::vector<delivery_type>& out, dead_letters& dead);
 
     /// Waits up to `timeout` for a message. Heads that expire meanwhile are handed to
     /// `route_now(dead_letters&)` at once, with no lock held, never kept through the wait.
@@ -544,6 +548,25 @@ auto basic_queue<Message, Policy>::try_get(ack_mode mode, dead_letters& dead) ->
     if (closed_) return std::nullopt;
     if (arguments_.expires) last_used_ = clock_->now();
     return get_locked(mode, dead);
+}
+
+template <class Message, threading_policy Policy>
+std::size_t basic_queue<Message, Policy>::try_get_many(std::size_t max, ack_mode mode, std::vector<delivery_type>& out,
+                                                       dead_letters& dead) {
+    std::lock_guard lock(mutex_);
+    if (closed_ || max == 0) return 0;
+    if (arguments_.expires) last_used_ = clock_->now();
+    expire_heads(dead);
+    const std::size_t n = std::min(max, ready_.size()); // expired ones among them stop it early
+    out.reserve(out.size() + n);
+    std::size_t taken = 0;
+    while (taken < n) {
+        auto got = get_locked(mode, dead);
+        if (!got) break;
+        out.push_back(std::move(*got)); // no reallocation: reserved
+        ++taken;
+    }
+    return taken;
 }
 
 template <class Message, threading_policy Policy>

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "detail/broker/route_through_gate.hpp"
 #include "detail/core/deferred_release.hpp"
@@ -45,6 +46,18 @@ public:
         detail::route_through_gate(*queue_, dead);
         if (!got && queue_->closed()) gone();
         return got;
+    }
+    /// Takes up to `max` messages at once, each as try_get takes one, in order, appending
+    /// them to `out`; returns how many (0 if the queue is empty). One lock for the batch,
+    /// where try_get takes it per message: what a consumer thread draining a busy queue
+    /// wants. Deleted queue: not_found.
+    std::size_t try_get_many(std::vector<delivery>& out, std::size_t max, ack_mode mode = ack_mode::automatic) const {
+        const detail::deferred_release::scope releases_after_unlock;
+        typename queue_type::dead_letters dead;
+        const std::size_t taken = queue_->try_get_many(max, mode, out, dead);
+        detail::route_through_gate(*queue_, dead);
+        if (taken == 0 && queue_->closed()) gone();
+        return taken;
     }
     /// Like try_get, but waits up to `timeout` for a message. multi_threaded only.
     template <class Rep, class Period>
