@@ -248,6 +248,7 @@ private:
                 plain.routing_key = queue;
                 (void)broker_->publish("", std::move(plain));
             } catch (const warren::error&) {
+            } catch (const callback_failure&) { // a synchronous receiver threw: publish rethrows it
             }
         });
     }
@@ -423,7 +424,7 @@ private:
         const bool owns_itself = (bits & 64U) != 0; // the worker pattern: the callback keeps the handle
         const bool hooked = (bits & 128U) != 0;
         const std::uint8_t more_bits = p_.byte();
-        const std::uint8_t on_cancel = more_bits % 3;
+        const std::uint8_t on_cancel = (more_bits & 127U) % 3;
         options.synchronous = (more_bits & 128U) != 0; // its callback runs inside the publish
         if (on_cancel == 1) options.on_cancel = [] { throw callback_failure("on_cancel"); };
         if (on_cancel == 2) {

@@ -136,11 +136,12 @@ def publish_through(index, key, msg=None):
 
 
 def subscribe(queue, does="nothing", manual=False, prefetch=0, exclusive=False, priority=0, tagged=False,
-              owns_itself=False, hooked=False, on_cancel="none", target_key="q0", only_the_callback=True):
+              owns_itself=False, hooked=False, on_cancel="none", target_key="q0", only_the_callback=True,
+              synchronous=False):
     bits = (int(manual) | (prefetch << 1) | (8 if exclusive else 0) | (priority << 4) | (32 if tagged else 0) |
             (64 if owns_itself else 0) | (128 if hooked else 0))
-    out = [14, QUEUES.index(queue), bits, BEHAVIOURS.index(does), ["none", "throws", "redeclares"].index(on_cancel),
-           KEYS.index(target_key)]
+    more_bits = ["none", "throws", "redeclares"].index(on_cancel) | (128 if synchronous else 0)
+    out = [14, QUEUES.index(queue), bits, BEHAVIOURS.index(does), more_bits, KEYS.index(target_key)]
     if owns_itself:
         out.append(int(only_the_callback))
     return out
@@ -237,6 +238,14 @@ SEEDS = {
         subscribe("q1", "nested_dispatch"), subscribe("q1", "subscribe_other"), publish("", "q0"), publish("", "q1"),
         dispatch(), declare_queue("q2", auto_delete=True), subscribe("q2", "delete_queue"), publish("", "q2"),
         dispatch(), release(0), release(1, forget=True), observe()),
+    # Synchronous consumers: a cycle of publishes between two of them (which ends inside
+    # the publish), one that throws, one with manual acks kept.
+    "synchronous-receivers": seed(
+        0, declare_queue("q0"), declare_queue("q1"), subscribe("q0", "publish", target_key="q1", synchronous=True),
+        subscribe("q1", "publish", target_key="q0", synchronous=True), publish("", "q0"), dispatch(),
+        declare_queue("q2"), subscribe("q2", "throws", synchronous=True), publish("", "q2"),
+        subscribe("q2", "keep", manual=True, synchronous=True), publish("", "q2"), publish("", "q2"), dispatch(),
+        release(2), observe()),
     # Single active consumer, priorities, exclusive consumers, x-expires.
     "consumers": seed(
         0, declare_queue("q0", single_active=True), subscribe("q0", "ack", manual=True),

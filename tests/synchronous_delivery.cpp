@@ -121,7 +121,7 @@ TEMPLATE_TEST_CASE("synchronous: manual acks and prefetch, and what waits ready 
     }
 }
 
-TEMPLATE_TEST_CASE("synchronous: a publish from a callback runs its receivers nested, and to the callback's own queue after it returns",
+TEMPLATE_TEST_CASE("synchronous: a publish from a callback runs its receivers nested, and one to the callback's own queue waits for dispatch",
                    "[synchronous][reentrancy]", warren::broker, warren::concurrent_broker) {
     TestType b;
     b.declare_queue("outer");
@@ -134,17 +134,40 @@ TEMPLATE_TEST_CASE("synchronous: a publish from a callback runs its receivers ne
             seen.push_back("outer begins:" + d.body());
             if (d.body() == "1") {
                 CHECK(b.publish("", to_queue<TestType>("inner", "x")) == 1);
-                CHECK(b.publish("", to_queue<TestType>("outer", "2")) == 1); // its own queue: not re-entered
+                CHECK(b.publish("", to_queue<TestType>("outer", "2")) == 1); // its own queue: never re-entered
             }
             seen.push_back("outer ends:" + d.body());
         },
         synchronous());
     send(b, "outer", {"1"});
+    CHECK(seen == strings{"outer begins:1", "inner:x", "outer ends:1"});
+    CHECK(stats(b, "outer").awaiting_callback == 1); // handed to it, for dispatch
+    CHECK(b.dispatch() == 1);
     CHECK(seen == strings{"outer begins:1", "inner:x", "outer ends:1", "outer begins:2", "outer ends:2"});
-    CHECK(b.dispatch() == 0);
 }
 
-TEMPLATE_TEST_CASE("synchronous: a chain of publishes nests up to max_synchronous_depth, and every link runs before the first publish returns",
+TEMPLATE_TEST_CASE("synchronous: a cycle of publishes ends inside the publish, and goes on one round per dispatch",
+                   "[synchronous][reentrancy]", warren::broker, warren::concurrent_broker) {
+    // ping publishes to pong, pong to ping: as signals, this would recurse without end.
+    TestType b;
+    b.declare_queue("ping");
+    b.declare_queue("pong");
+    strings seen;
+    auto ping = b.subscribe("ping", [&](auto& d) {
+        seen.push_back("ping:" + d.body());
+        (void)b.publish("", to_queue<TestType>("pong", d.body()));
+    }, synchronous());
+    auto pong = b.subscribe("pong", [&](auto& d) {
+        seen.push_back("pong:" + d.body());
+        (void)b.publish("", to_queue<TestType>("ping", d.body() + "'"));
+    }, synchronous());
+    send(b, "ping", {"x"});
+    CHECK(seen == strings{"ping:x", "pong:x"}); // ping is running when pong publishes to it
+    CHECK(b.dispatch(1) == 1);
+    CHECK(seen == strings{"ping:x", "pong:x", "ping:x'", "pong:x'"});
+}
+
+TEMPLATE_TEST_CASE("synchronous: a chain of publishes nests up to max_synchronous_depth, deeper links wait for dispatch",
                    "[synchronous][reentrancy]", warren::broker, warren::concurrent_broker) {
     using subscription = typename TestType::subscription;
     constexpr std::size_t links = 3 * TestType::max_synchronous_depth;
@@ -166,11 +189,14 @@ TEMPLATE_TEST_CASE("synchronous: a chain of publishes nests up to max_synchronou
             },
             synchronous()));
     }
+    constexpr std::size_t bound = TestType::max_synchronous_depth;
     send(b, "link0", {""});
-    CHECK(deepest == TestType::max_synchronous_depth);
+    CHECK(deepest == bound);
+    CHECK(order.size() == bound); // links 0 to 7 inside the publish
+    CHECK(b.dispatch() == 2);     // link 8 (and 9 to 16 inside its publish), then link 17 (18 to 23)
+    CHECK(deepest == bound + 1);  // link 8, run by dispatch, below eight nested ones
     REQUIRE(order.size() == links);
     for (std::size_t i = 0; i < links; ++i) CHECK(order[i] == i);
-    CHECK(b.dispatch() == 0);
 }
 
 TEMPLATE_TEST_CASE("synchronous: a throwing callback: the other receivers still run, then publish rethrows or the handler hears",
@@ -296,4 +322,26 @@ TEMPLATE_TEST_CASE("synchronous: publishes into another broker from a callback r
     CHECK(left.publish("", to_queue<TestType>("q", "go")) == 1);
     CHECK(seen == strings{"left:go", "right:from left"});
     CHECK(left_errors.empty());
+}
+
+TEMPLATE_TEST_CASE("synchronous: a rejection cycle between two synchronous consumers ends inside the publish",
+                   "[synchronous][dead-letter]", warren::broker, warren::concurrent_broker) {
+    // Each rejects into a dead-letter exchange that routes back to their queue: the dead
+    // letter of a reject is not a publish, so it waits for dispatch (found by the fuzzer,
+    // which saw the publish never return).
+    using delivery = typename TestType::delivery;
+    TestType b;
+    b.declare_queue("q", with_args({{"x-dead-letter-exchange", ""}, {"x-dead-letter-routing-key", "q"}}));
+    std::size_t rejected = 0;
+    auto rejecting = [&](delivery& d) {
+        ++rejected;
+        d.reject(false);
+    };
+    auto first = b.subscribe("q", rejecting, synchronous(manual));
+    auto second = b.subscribe("q", rejecting, synchronous(manual));
+    send(b, "q", {"m"});
+    CHECK(rejected == 1);
+    CHECK(stats(b, "q").awaiting_callback == 1); // the dead letter, handed to `second`
+    CHECK(b.dispatch(3) == 3);
+    CHECK(rejected == 4);
 }

@@ -330,8 +330,8 @@ public:
     /// Routing keys each topic exchange remembers the route of, by default.
     static constexpr std::size_t default_routing_cache_capacity = 1024;
     /// How deeply publishes from synchronous callbacks (consumer_options::synchronous)
-    /// nest on one thread; a publish deeper than that runs its synchronous receivers once
-    /// the callback at this depth returns, so the stack stays bounded.
+    /// nest on one thread; the synchronous receivers of a publish deeper than that wait for
+    /// dispatch(), so the stack stays bounded.
     static constexpr std::size_t max_synchronous_depth = detail::max_synchronous_depth;
 
     /// Sizes the routing cache of every exchange whose type has one (topic), now and for

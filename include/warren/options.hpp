@@ -73,10 +73,11 @@ struct consumer_options {
     /// Its callback runs inside the publish that delivers to it, as a signal's slot would,
     /// rather than at the next dispatch(): the publisher returns once it has run. A publish
     /// from inside such a callback runs its own synchronous receivers nested, up to
-    /// basic_broker::max_synchronous_depth; deeper, they run once the callback at that
-    /// depth returns. Messages that reach it other than by a publish (a requeue, a dead
-    /// letter of an ack or an expiry, messages that waited ready while it had no credit)
-    /// are delivered by dispatch(). See docs/semantics.md.
+    /// basic_broker::max_synchronous_depth; deeper, they wait for dispatch(). It is never
+    /// re-entered: a message published to it from its own
+    /// callback (directly or through a chain) waits for dispatch(), as do messages that
+    /// reach it other than by a publish (a requeue, a dead letter of an ack or an expiry,
+    /// messages that waited ready while it had no credit). See docs/semantics.md.
     bool synchronous = false;
     /// Run when the broker ends the subscription because delete_queue deleted its queue
     /// (AMQP's basic.cancel from the server), after the broker's locks are released. Not run

@@ -158,8 +158,9 @@ public:
     }
 
     /// Appends a message, applying the length limit. Dead letters it causes (drop-head,
-    /// reject-publish-dlx, expired heads) join `dead`.
-    push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead);
+    /// reject-publish-dlx, expired heads) join `dead`. A synchronous consumer handed the
+    /// message runs it inside the publish only if `synchronous` (else at dispatch()).
+    push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead, bool synchronous = false);
 
     /// Takes the next ready message, as AMQP basic.get does; expired heads join `dead`.
     [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode, dead_letters& dead);
@@ -277,11 +278,12 @@ private:
         detail::ref_ptr<consumer> to;
         ready_entry entry;
         std::uint64_t tag;
+        bool synchronous; // its callback runs inside the publish (take_synchronous)
     };
     /// Hands an arriving message to a consumer with credit, if one has (see the class
     /// comment): push_result::accepted, or handed_synchronous if that consumer is
     /// synchronous; nothing if none has credit.
-    std::optional<push_result> hand_off(const detail::ref_ptr<node_type>& msg, time_point expires);
+    std::optional<push_result> hand_off(const detail::ref_ptr<node_type>& msg, time_point expires, bool synchronous);
     /// The first handed-off message whose consumer can run its callback now (of a
     /// synchronous consumer only, if `synchronous_only`).
     [[nodiscard]] std::optional<pending_callback> take_handed_off(bool synchronous_only);
@@ -367,12 +369,13 @@ void basic_queue<Message, Policy>::drop_head_while_over_limit(dead_letters& dead
 }
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, dead_letters& dead) -> push_result {
+auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, dead_letters& dead, bool synchronous)
+    -> push_result {
     std::lock_guard lock(mutex_);
     if (closed_) return push_result::closed;
     if (straight_ && !msg->ttl) { // the straight path: one test for the features this queue does not use
         if (ready_.empty()) {
-            if (const auto handed = hand_off(msg, time_point::max())) {
+            if (const auto handed = hand_off(msg, time_point::max(), synchronous)) {
                 ++counters_.enqueued;
                 return *handed;
             }
@@ -401,7 +404,7 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
         straight_ = false; // its expiry is to be checked from now on
     }
     if (ready_.empty()) {
-        if (const auto handed = hand_off(msg, expires)) {
+        if (const auto handed = hand_off(msg, expires, synchronous)) {
             ++counters_.enqueued;
             return *handed;
         }
@@ -461,16 +464,21 @@ void basic_queue<Message, Policy>::start_callback(consumer& c, std::uint64_t tag
 }
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& msg, time_point expires)
-    -> std::optional<push_result> {
+auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& msg, time_point expires,
+                                            bool synchronous_allowed) -> std::optional<push_result> {
     if (consumers_.empty()) return std::nullopt;
     const std::size_t index = consumers_.pick(detail::consumer_rotation<consumer>::running::included);
     if (index == consumers_.none) return std::nullopt;
     consumer& c = *consumers_.consumers()[index];
     const bool manual = c.options.ack == ack_mode::manual;
     const std::uint64_t owner = c.id;
-    const push_result handed = c.options.synchronous ? push_result::handed_synchronous : push_result::accepted;
-    handed_off& h = handed_off_.emplace_back(consumers_.served(index), ready_.bypass(msg, expires), std::uint64_t{0}); // to the back of the rotation
+    // A synchronous consumer whose callback runs on this thread is not re-entered: the
+    // message waits for dispatch(), so a cycle of publishes cannot go on inside one publish.
+    bool running_here = c.busy;
+    if constexpr (Policy::thread_safe) running_here = running_here && c.runner == std::this_thread::get_id();
+    const bool synchronous = c.options.synchronous && synchronous_allowed && !running_here;
+    handed_off& h = handed_off_.emplace_back(consumers_.served(index), ready_.bypass(msg, expires), std::uint64_t{0},
+                                             synchronous); // the consumer to the back of the rotation
     try {
         h.tag = record_delivery(h.entry, owner, manual);
     } catch (...) {
@@ -478,18 +486,18 @@ auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& ms
         throw;
     }
     if (manual) ++c.unacked;
-    return handed;
+    return synchronous ? push_result::handed_synchronous : push_result::accepted;
 }
 
 template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::take_handed_off(bool synchronous_only) -> std::optional<pending_callback> {
     // Callbacks of one consumer never run at once: skip the messages of one that is
     // running (on another thread, or further up this one's stack) or being cancelled.
-    const auto can_run = [synchronous_only](const consumer& c) {
-        return !c.busy && !c.cancelled && (!synchronous_only || c.options.synchronous);
+    const auto can_run = [synchronous_only](const handed_off& h) {
+        return !h.to->busy && !h.to->cancelled && (!synchronous_only || h.synchronous);
     };
     std::size_t at = 0;
-    while (at < handed_off_.size() && !can_run(*handed_off_[at].to)) ++at;
+    while (at < handed_off_.size() && !can_run(handed_off_[at])) ++at;
     if (at == handed_off_.size()) return std::nullopt;
     for (std::size_t i = at; i > 0; --i) std::swap(handed_off_[i], handed_off_[i - 1]); // to the front, the rest in order
     handed_off& h = handed_off_.front();

@@ -82,7 +82,7 @@ public:
                 continue;
             }
             dead.clear();
-            switch (queue->push(node, dead)) {
+            switch (queue->push(node, dead, synchronous::taking())) {
             case queue_type::push_result::accepted: ++outcome.routed; break;
             case queue_type::push_result::handed_synchronous:
                 ++outcome.routed;

@@ -24,12 +24,12 @@ inline constexpr std::size_t max_synchronous_depth = 8;
 /// run() has each queue's `Runner` (its broker's dispatcher) run the callbacks.
 ///
 /// A callback that publishes runs the receivers of that publish nested, like a signal
-/// emitted from a slot, up to `max_depth`; a publish deeper than that leaves its queues
-/// noted, and the run at `max_depth` takes them once its current callback returns, so the
-/// stack stays bounded however long a chain of publishes grows. A consumer whose callback
-/// is already running (further up the stack, or on another thread) is not re-entered: its
-/// message waits in its queue's hand-off list, and whoever runs that callback, or the next
-/// dispatch(), runs it after.
+/// emitted from a slot, up to `max_depth`; the receivers of a publish deeper than that,
+/// and of anything but a publish (a dead letter of an ack, a requeue), wait for dispatch()
+/// (see taking()). A consumer is never re-entered: the queue hands a message for one whose
+/// callback runs on this thread to be run by dispatch(), and one for a consumer whose
+/// callback runs on another thread is taken by that thread's run once the callback
+/// returns. So a cycle of publishes ends inside the publish, and the stack stays bounded.
 ///
 /// Per thread, per broker type: the notes of one thread never reach another. Once warm,
 /// noting and running allocate nothing.
@@ -72,18 +72,19 @@ public:
         bool kept_ = false;
     };
 
-    /// Notes that `queue` handed a message to a synchronous consumer, if a publish on this
-    /// thread is collecting (otherwise the message waits for dispatch()).
+    /// Whether a message handed to a synchronous consumer now is to run inside a publish:
+    /// one is collecting on this thread, less than `max_depth` runs deep.
+    [[nodiscard]] static bool taking() noexcept { return collector() != nullptr && depth() < max_depth; }
+
+    /// Notes that `queue` handed a message to a synchronous consumer while taking().
     static void handed(const ref_ptr<Queue>& queue) {
-        if (collector() == nullptr) return;
         get().pending.push_back(noted{collector(), queue});
         any_pending() = true;
     }
 
     /// Runs the callbacks of every noted queue's synchronous consumers, each taken from its
     /// queue (Queue::take_synchronous) and run by its runner's `run_synchronous(pending,
-    /// queue, first_failure)`, unless this thread is already `max_depth` runs deep (the run
-    /// below takes them). Rethrows the first failure the runners kept (a callback's
+    /// queue, first_failure)`. Rethrows the first failure the runners kept (a callback's
     /// exception with no error handler) once all have run. No lock held.
     ///
     /// A runner is used only once its queue gave a message: the queues of a destroyed
@@ -91,17 +92,16 @@ public:
     static void run() {
         if (!any_pending()) return; // the publish handed nothing to a synchronous consumer
         state& s = get();
-        if (s.depth >= max_depth) return;
-        std::vector<noted>& batch = s.batches[s.depth];
+        std::vector<noted>& batch = s.batches[depth()]; // below max_depth: taking() noted these
         struct nested {
             state& s;
             std::vector<noted>& batch;
-            explicit nested(state& st, std::vector<noted>& b) noexcept : s(st), batch(b) { ++s.depth; }
+            explicit nested(state& st, std::vector<noted>& b) noexcept : s(st), batch(b) { ++depth(); }
             nested(const nested&) = delete;
             nested& operator=(const nested&) = delete;
             ~nested() {
                 batch.clear(); // no lock held: a queue's last reference may go here
-                --s.depth;
+                --depth();
                 any_pending() = !s.pending.empty(); // left by a run that threw
             }
         } const level(s, batch);
@@ -124,7 +124,6 @@ private:
     };
     struct state {
         std::vector<noted> pending;
-        std::size_t depth = 0;
         std::array<std::vector<noted>, max_depth> batches; // one per depth, kept warm
     };
     static state& get() {
@@ -140,6 +139,11 @@ private:
     static Runner*& collector() noexcept {
         thread_local constinit Runner* current = nullptr;
         return current;
+    }
+    /// How many runs are nested on this thread.
+    static std::size_t& depth() noexcept {
+        thread_local constinit std::size_t runs = 0;
+        return runs;
     }
 };
 
