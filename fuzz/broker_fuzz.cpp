@@ -516,7 +516,12 @@ private:
             }
             return std::string("ok");
         });
-        if (p_.flag()) kept_.erase(kept_.begin() + static_cast<std::ptrdiff_t>(i));
+        if (p_.flag()) {
+            // Out of the container before it goes: its message's destructor may publish to
+            // a synchronous consumer whose callback keeps its delivery in kept_.
+            delivery doomed = std::move(kept_[i]);
+            kept_.erase(kept_.begin() + static_cast<std::ptrdiff_t>(i));
+        }
     }
 
     void handlers() {
