@@ -46,6 +46,7 @@ LABELS = {  # (group, shape, peer) -> label; anything else is shown as shape/pee
     ("threads", "4x4", "moodycamel_concurrent"): "moodycamel ConcurrentQueue, 4 to 4",
     ("threads", "4x4", "warren_direct_handle_try_get_many"): "warren, 4 to 4, batches of 64",
     ("threads", "poll", "warren_direct_handle_try_get_many"): "warren, direct, handle, batches of 64",
+    ("threads", "poll", "warren_direct_handle_try_get"): "warren, direct, handle, try_get",
 }
 UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
@@ -137,7 +138,7 @@ def plot(rows, time, png):
     threads = [r for r in rows if r[0] == "threads"]
     if threads:
         m = threads[0][3]
-        panels.append((f"Two threads, {m:,} messages, producer to consumer: ns per message "
+        panels.append((f"Across threads, {m:,} messages, 1 producer to 1 consumer (4x4: 4 to 4): ns per message "
                        f"({field_for('threads', time).replace('_', ' ')})",
                        [(f"{label(*r[:3])} ({r[1]})", ns_per_message("threads", r[3], r[4], time), is_warren(r[2]))
                         for r in threads]))
