@@ -345,3 +345,27 @@ TEMPLATE_TEST_CASE("synchronous: a rejection cycle between two synchronous consu
     CHECK(b.dispatch(3) == 3);
     CHECK(rejected == 4);
 }
+
+TEMPLATE_TEST_CASE("synchronous: a consumer's messages keep their order when one of them waits for dispatch",
+                   "[synchronous][order]", warren::broker, warren::concurrent_broker) {
+    using delivery = typename TestType::delivery;
+    TestType b;
+    b.declare_queue("q");
+    strings seen;
+    // A second consumer, at its prefetch limit, so that every message goes to the first.
+    std::optional<delivery> held;
+    auto full = b.subscribe("q", [&](delivery& d) { held = std::move(d); }, warren_test::manual_options("full", 1));
+    send(b, "q", {"held"});
+    CHECK(b.dispatch() == 1);
+    auto consumer = b.subscribe("q", [&](auto& d) {
+        seen.push_back(d.body());
+        if (d.body() == "first") (void)b.publish("", to_queue<TestType>("q", "second")); // waits: never re-entered
+    }, synchronous());
+    send(b, "q", {"first"});
+    send(b, "q", {"third"}); // arrives after "second", which waits for dispatch: so does it
+    CHECK(seen == strings{"first"});
+    CHECK(b.dispatch() == 2);
+    CHECK(seen == strings{"first", "second", "third"});
+    send(b, "q", {"fourth"}); // nothing waits any more: inside the publish again
+    CHECK(seen == strings{"first", "second", "third", "fourth"});
+}

@@ -474,9 +474,10 @@ auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& ms
     const std::uint64_t owner = c.id;
     // A synchronous consumer whose callback runs on this thread is not re-entered: the
     // message waits for dispatch(), so a cycle of publishes cannot go on inside one publish.
+    // Once one of its messages waits for dispatch, so do the later ones: in arrival order.
     bool running_here = c.busy;
     if constexpr (Policy::thread_safe) running_here = running_here && c.runner == std::this_thread::get_id();
-    const bool synchronous = c.options.synchronous && synchronous_allowed && !running_here;
+    const bool synchronous = c.options.synchronous && synchronous_allowed && !running_here && c.handed_for_dispatch == 0;
     handed_off& h = handed_off_.emplace_back(consumers_.served(index), ready_.bypass(msg, expires), std::uint64_t{0},
                                              synchronous); // the consumer to the back of the rotation
     try {
@@ -486,6 +487,7 @@ auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& ms
         throw;
     }
     if (manual) ++c.unacked;
+    if (c.options.synchronous && !synchronous) ++c.handed_for_dispatch;
     return synchronous ? push_result::handed_synchronous : push_result::accepted;
 }
 
@@ -496,12 +498,17 @@ auto basic_queue<Message, Policy>::take_handed_off(bool synchronous_only) -> std
     const auto can_run = [synchronous_only](const handed_off& h) {
         return !h.to->busy && !h.to->cancelled && (!synchronous_only || h.synchronous);
     };
+    // With one consumer every entry is its own: if the first cannot run, none can, which
+    // spares a dispatcher polling while that consumer's callback runs elsewhere a walk
+    // over everything handed to it.
+    if (consumers_.size() == 1 && !can_run(handed_off_.front())) return std::nullopt;
     std::size_t at = 0;
     while (at < handed_off_.size() && !can_run(handed_off_[at])) ++at;
     if (at == handed_off_.size()) return std::nullopt;
     for (std::size_t i = at; i > 0; --i) std::swap(handed_off_[i], handed_off_[i - 1]); // to the front, the rest in order
     handed_off& h = handed_off_.front();
     const bool manual = h.to->options.ack == ack_mode::manual;
+    if (h.to->options.synchronous && !h.synchronous) --h.to->handed_for_dispatch;
     start_callback(*h.to, h.tag);
     delivery_type d(std::move(h.entry.message), manual ? detail::ref_ptr<basic_queue>(this) : detail::ref_ptr<basic_queue>{}, h.tag,
                     h.entry.redelivered, h.to->tag);

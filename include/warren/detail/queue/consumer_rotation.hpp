@@ -33,6 +33,7 @@ struct consumer : ref_counted<Policy> {
     bool blocked = false;        // sat out at its prefetch limit; rejoins at the back when freed
     bool cancelled = false;      // its subscription ended
     std::uint64_t in_flight = 0; // tag whose callback is running, if manual
+    std::uint32_t handed_for_dispatch = 0; // synchronous, yet handed messages that wait for dispatch()
     std::thread::id runner;      // the thread running its callback (multi_threaded)
 };
 
