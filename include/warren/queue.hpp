@@ -498,13 +498,16 @@ auto basic_queue<Message, Policy>::take_handed_off(bool synchronous_only) -> std
     const auto can_run = [synchronous_only](const handed_off& h) {
         return !h.to->busy && !h.to->cancelled && (!synchronous_only || h.synchronous);
     };
-    // With one consumer every entry is its own: if the first cannot run, none can, which
-    // spares a dispatcher polling while that consumer's callback runs elsewhere a walk
-    // over everything handed to it.
-    if (consumers_.size() == 1 && !can_run(handed_off_.front())) return std::nullopt;
     std::size_t at = 0;
-    while (at < handed_off_.size() && !can_run(handed_off_[at])) ++at;
-    if (at == handed_off_.size()) return std::nullopt;
+    if (!can_run(handed_off_.front())) {
+        // With one consumer every entry is its own: if the first cannot run, none can,
+        // which spares a dispatcher polling while that consumer's callback runs elsewhere
+        // a walk over everything handed to it.
+        if (consumers_.size() == 1) return std::nullopt;
+        do ++at;
+        while (at < handed_off_.size() && !can_run(handed_off_[at]));
+        if (at == handed_off_.size()) return std::nullopt;
+    }
     for (std::size_t i = at; i > 0; --i) std::swap(handed_off_[i], handed_off_[i - 1]); // to the front, the rest in order
     handed_off& h = handed_off_.front();
     const bool manual = h.to->options.ack == ack_mode::manual;

@@ -75,6 +75,7 @@ public:
     void push(const ref_ptr<node_type>& node, const std::vector<destination>& targets, confirmation& outcome, jobs& work,
               const field_table* cycle_check = nullptr, std::uint32_t hops = 0) {
         thread_local dead_letters dead;
+        const bool synchronous_now = synchronous::taking(); // no user code runs in the loop
         for (const destination d : targets) {
             const ref_ptr<queue_type>& queue = queues_->slot(d.index());
             if (cycle_check != nullptr && is_dead_letter_cycle(*cycle_check, queue->name())) {
@@ -82,7 +83,7 @@ public:
                 continue;
             }
             dead.clear();
-            switch (queue->push(node, dead, synchronous::taking())) {
+            switch (queue->push(node, dead, synchronous_now)) {
             case queue_type::push_result::accepted: ++outcome.routed; break;
             case queue_type::push_result::handed_synchronous:
                 ++outcome.routed;
