@@ -160,7 +160,7 @@ public:
     /// Appends a message, applying the length limit. Dead letters it causes (drop-head,
     /// reject-publish-dlx, expired heads) join `dead`. A synchronous consumer handed the
     /// message runs it inside the publish only if `synchronous` (else at dispatch()).
-    push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead, bool synchronous = false);
+    push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead, bool synchronous);
 
     /// Takes the next ready message, as AMQP basic.get does; expired heads join `dead`.
     [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode, dead_letters& dead);
@@ -574,8 +574,7 @@ std::size_t basic_queue<Message, Policy>::try_get_many(std::size_t max, ack_mode
     std::lock_guard lock(mutex_);
     if (closed_ || max == 0) return 0;
     if (arguments_.expires) last_used_ = clock_->now();
-    expire_heads(dead);
-    const std::size_t n = std::min(max, ready_.size()); // expired ones among them stop it early
+    const std::size_t n = std::min(max, ready_.size()); // at most: get_locked expires heads as it goes
     out.reserve(out.size() + n);
     std::size_t taken = 0;
     while (taken < n) {
