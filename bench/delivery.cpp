@@ -17,6 +17,7 @@
 //                poll: the consumer spins on a non-blocking take;
 //                wait: the consumer blocks with a timeout;
 //                4x4: four producer threads, four polling consumer threads, one queue.
+//                publish_many / bulk rows: batches of 64 on both sides.
 //
 // Every peer carries the same body (`event`, 12 bytes) to the same kind of callback (a
 // std::function, a slot, a consumer callback) that adds it into a checksum; each
@@ -565,6 +566,90 @@ void bm_threads_warren(benchmark::State& state, mt_exchange x, mt_consumer c) {
     check(state, unrouted, 0, "unrouted publishes");
 }
 
+/// Bodies collected on a producer thread and published take_batch at a time through
+/// `publisher.publish_many`, the last batch when message `last` is in.
+class batch_publisher {
+public:
+    explicit batch_publisher(const mt_broker::publisher& publisher) : publisher_(&publisher) { bodies_.reserve(take_batch); }
+    /// Adds message `i`; publishes the batch when it is full or `i` is the producer's last.
+    void add(std::uint64_t i, bool last) {
+        bodies_.push_back(make_event(i));
+        if (bodies_.size() == take_batch || last) {
+            routed_ += publisher_->publish_many("pos", bodies_);
+            bodies_.clear();
+        }
+    }
+    [[nodiscard]] std::uint64_t routed() const noexcept { return routed_; }
+
+private:
+    const mt_broker::publisher* publisher_;
+    std::vector<event> bodies_;
+    std::uint64_t routed_ = 0;
+};
+
+/// 1 producer to 1 consumer with batches on both sides: publish_many of take_batch bodies
+/// under one key, try_get_many of up to take_batch through a queue handle.
+void bm_threads_warren_batches(benchmark::State& state) {
+    mt_broker broker;
+    broker.declare_queue("q");
+    broker.declare_exchange("ev", "direct");
+    broker.bind_queue("q", "ev", "pos");
+    const auto pub = broker.make_publisher("ev");
+    const auto q = broker.make_queue_handle("q");
+    const auto m = static_cast<std::uint64_t>(state.range(0));
+    batch_publisher batches(pub); // used by the producer thread only, read after wait()
+    run_pair(
+        state, [&](std::uint64_t i) { batches.add(i, i + 1 == m); },
+        [&](std::uint64_t total) {
+            drained got;
+            std::vector<mt_broker::delivery> taken;
+            taken.reserve(take_batch);
+            poller p;
+            while (got.count < total) {
+                taken.clear();
+                if (q.try_get_many(taken, take_batch) != 0) {
+                    for (const auto& d : taken) got.take(d.body());
+                    p.got();
+                } else if (!p.idle()) {
+                    break;
+                }
+            }
+            return got;
+        });
+    check(state, batches.routed(), static_cast<std::uint64_t>(state.iterations()) * m, "routed");
+}
+
+/// moodycamel::ConcurrentQueue in bulk: enqueue_bulk / try_dequeue_bulk of take_batch.
+void bm_threads_concurrent_queue_bulk(benchmark::State& state) {
+    moodycamel::ConcurrentQueue<event> queue;
+    const auto m = static_cast<std::uint64_t>(state.range(0));
+    std::vector<event> pending; // the producer's
+    pending.reserve(take_batch);
+    run_pair(
+        state,
+        [&](std::uint64_t i) {
+            pending.push_back(make_event(i));
+            if (pending.size() == take_batch || i + 1 == m) {
+                queue.enqueue_bulk(pending.data(), pending.size());
+                pending.clear();
+            }
+        },
+        [&](std::uint64_t total) {
+            drained got;
+            poller p;
+            std::array<event, take_batch> out{};
+            while (got.count < total) {
+                if (const std::size_t n = queue.try_dequeue_bulk(out.data(), out.size()); n != 0) {
+                    for (std::size_t k = 0; k < n; ++k) got.take(out[k]);
+                    p.got();
+                } else if (!p.idle()) {
+                    break;
+                }
+            }
+            return got;
+        });
+}
+
 /// moodycamel::ConcurrentQueue, plain enqueue / try_dequeue, polling consumer.
 void bm_threads_concurrent_queue(benchmark::State& state) {
     moodycamel::ConcurrentQueue<event> queue;
@@ -639,11 +724,22 @@ void bm_threads_4x4_warren(benchmark::State& state, std::size_t batch) {
     broker.declare_exchange("ev", "direct");
     broker.bind_queue("q", "ev", "pos");
     const auto q = broker.make_queue_handle("q");
+    const auto pub = broker.make_publisher("ev");
+    const auto m = static_cast<std::uint64_t>(state.range(0));
     std::atomic<std::uint64_t> unrouted{0};
     run_group(
         state, 4, 4,
         [&](std::uint64_t i) {
-            if (broker.publish("ev", message{.routing_key = "pos", .body = make_event(i)}) != 1) ++unrouted;
+            if (batch == 1) {
+                if (broker.publish("ev", message{.routing_key = "pos", .body = make_event(i)}) != 1) ++unrouted;
+                return;
+            }
+            thread_local std::vector<event> pending; // each producer thread its own
+            pending.push_back(make_event(i));
+            if (pending.size() == batch || i + 4 >= m) { // full, or this producer's last
+                unrouted += pending.size() - pub.publish_many("pos", pending);
+                pending.clear();
+            }
         },
         [&](drained& got) {
             if (batch == 1) {
@@ -670,6 +766,29 @@ void bm_threads_4x4_concurrent_queue(benchmark::State& state) {
             if (!queue.try_dequeue(e)) return std::size_t{0};
             got.take(e);
             return std::size_t{1};
+        });
+}
+
+/// 4 producers to 4 consumers on one moodycamel::ConcurrentQueue in bulk: enqueue_bulk and
+/// try_dequeue_bulk of take_batch, as warren's batched 4-to-4 row publishes and takes.
+void bm_threads_4x4_concurrent_queue_bulk(benchmark::State& state) {
+    moodycamel::ConcurrentQueue<event> queue;
+    const auto m = static_cast<std::uint64_t>(state.range(0));
+    run_group(
+        state, 4, 4,
+        [&](std::uint64_t i) {
+            thread_local std::vector<event> pending; // each producer thread its own
+            pending.push_back(make_event(i));
+            if (pending.size() == take_batch || i + 4 >= m) {
+                queue.enqueue_bulk(pending.data(), pending.size());
+                pending.clear();
+            }
+        },
+        [&](drained& got) {
+            std::array<event, take_batch> out{};
+            const std::size_t n = queue.try_dequeue_bulk(out.data(), out.size());
+            for (std::size_t k = 0; k < n; ++k) got.take(out[k]);
+            return n;
         });
 }
 
@@ -783,7 +902,9 @@ void register_all() {
                                c::handle_try_get_many));
     threaded(RegisterBenchmark("threads/poll/warren_direct_dispatch", bm_threads_warren, x::direct, c::dispatch));
     threaded(RegisterBenchmark("threads/poll/warren_default_dispatch", bm_threads_warren, x::default_exchange, c::dispatch));
+    threaded(RegisterBenchmark("threads/poll/warren_direct_publish_many_try_get_many", bm_threads_warren_batches));
     threaded(RegisterBenchmark("threads/poll/moodycamel_concurrent", bm_threads_concurrent_queue));
+    threaded(RegisterBenchmark("threads/poll/moodycamel_concurrent_bulk", bm_threads_concurrent_queue_bulk));
     threaded(RegisterBenchmark("threads/poll/moodycamel_rw", bm_threads_rw_queue));
     threaded(RegisterBenchmark("threads/wait/warren_direct_try_get_for", bm_threads_warren, x::direct, c::try_get_for));
     threaded(RegisterBenchmark("threads/wait/warren_default_try_get_for", bm_threads_warren, x::default_exchange,
@@ -794,8 +915,9 @@ void register_all() {
                                bm_threads_blocking_queue<moodycamel::BlockingReaderWriterQueue<event>>));
     threaded(RegisterBenchmark("threads/wait/mutex_deque_condvar", bm_threads_mutex_deque));
     threaded(RegisterBenchmark("threads/4x4/warren_direct_handle_try_get", bm_threads_4x4_warren, 1));
-    threaded(RegisterBenchmark("threads/4x4/warren_direct_handle_try_get_many", bm_threads_4x4_warren, take_batch));
+    threaded(RegisterBenchmark("threads/4x4/warren_direct_publish_many_try_get_many", bm_threads_4x4_warren, take_batch));
     threaded(RegisterBenchmark("threads/4x4/moodycamel_concurrent", bm_threads_4x4_concurrent_queue));
+    threaded(RegisterBenchmark("threads/4x4/moodycamel_concurrent_bulk", bm_threads_4x4_concurrent_queue_bulk));
 }
 
 } // namespace

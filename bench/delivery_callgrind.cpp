@@ -6,7 +6,8 @@
 // builds a warren::message and moves it in; direct_parts and direct_publisher_parts
 // publish the same key and body without one (publish(exchange, key, body) and
 // publisher.publish(key, body)), where the tree has those overloads. fanout10_synchronous
-// is fanout10 with synchronous subscribers (the publish runs them), where the tree has them.
+// is fanout10 with synchronous subscribers (the publish runs them), where the tree has them;
+// direct_publisher_many publishes the key and bodies in batches of 64 (publish_many).
 // Each workload's loop is its own instantiation, so that adding one does not change how
 // the compiler inlines the others. Prints nothing useful itself; read "Collected" from
 // callgrind's summary and divide by N.
@@ -58,6 +59,28 @@ bool measure_parts(Broker& broker, const typename Broker::publisher& publisher, 
     }
 }
 
+/// direct_publisher_many: the same key and bodies through publisher.publish_many, in
+/// batches of 64 (the last of a round shorter); false where the tree has no publish_many.
+template <class Broker>
+bool measure_batches(Broker& broker, const typename Broker::publisher& publisher, const std::string& key) {
+    if constexpr (requires(std::vector<std::string>& v) { publisher.publish_many(key, v); }) {
+        std::vector<std::string> bodies;
+        bodies.reserve(64);
+        int in_round = 0;
+        measure(broker, [&] {
+            bodies.emplace_back("0123456789abcdef");
+            if (++in_round == messages) in_round = 0;
+            if (bodies.size() == 64 || in_round == 0) {
+                (void)publisher.publish_many(key, bodies);
+                bodies.clear();
+            }
+        });
+        return true;
+    } else {
+        return false;
+    }
+}
+
 /// Makes `options` synchronous; false where the tree has no synchronous consumers.
 template <class Options>
 bool make_synchronous(Options& options) {
@@ -76,7 +99,8 @@ int run(std::string_view workload) {
     int queues = 1;
     const bool through_publisher = workload == "direct_publisher" || workload == "direct_publisher_parts";
     const bool by_parts = workload == "direct_parts" || workload == "direct_publisher_parts";
-    if (workload == "direct" || by_parts || through_publisher) {
+    const bool in_batches = workload == "direct_publisher_many";
+    if (workload == "direct" || by_parts || through_publisher || in_batches) {
         exchange = "amq.direct";
     } else if (workload == "topic") {
         exchange = "amq.topic";
@@ -102,7 +126,12 @@ int run(std::string_view workload) {
         subs.push_back(broker.subscribe(q, [&](warren::delivery& d) { delivered += d.body().size(); }, options));
     }
     const auto publisher = broker.make_publisher(exchange);
-    if (by_parts) {
+    if (in_batches) {
+        if (!measure_batches(broker, publisher, key)) {
+            std::fprintf(stderr, "this tree has no publish_many\n");
+            return 2;
+        }
+    } else if (by_parts) {
         if (!measure_parts(broker, publisher, through_publisher, exchange, key)) {
             std::fprintf(stderr, "this tree has no publish(exchange, key, body)\n");
             return 2;

@@ -36,6 +36,8 @@ LABELS = {  # (group, shape, peer) -> label; anything else is shown as shape/pee
     ("threads", "poll", "warren_direct_dispatch"): "warren, direct, dispatch",
     ("threads", "poll", "warren_default_dispatch"): "warren, default exchange, dispatch",
     ("threads", "poll", "moodycamel_concurrent"): "moodycamel ConcurrentQueue",
+    ("threads", "poll", "moodycamel_concurrent_bulk"): "moodycamel ConcurrentQueue, bulk of 64",
+    ("threads", "poll", "warren_direct_publish_many_try_get_many"): "warren, direct, batches of 64 both sides",
     ("threads", "poll", "moodycamel_rw"): "moodycamel ReaderWriterQueue",
     ("threads", "wait", "warren_direct_try_get_for"): "warren, direct, try_get_for",
     ("threads", "wait", "warren_default_try_get_for"): "warren, default exchange, try_get_for",
@@ -44,7 +46,8 @@ LABELS = {  # (group, shape, peer) -> label; anything else is shown as shape/pee
     ("threads", "wait", "mutex_deque_condvar"): "std::mutex + deque + condvar",
     ("threads", "4x4", "warren_direct_handle_try_get"): "warren, 4 to 4, direct, queue handles",
     ("threads", "4x4", "moodycamel_concurrent"): "moodycamel ConcurrentQueue, 4 to 4",
-    ("threads", "4x4", "warren_direct_handle_try_get_many"): "warren, 4 to 4, batches of 64",
+    ("threads", "4x4", "moodycamel_concurrent_bulk"): "moodycamel ConcurrentQueue, 4 to 4, bulk of 64",
+    ("threads", "4x4", "warren_direct_publish_many_try_get_many"): "warren, 4 to 4, batches of 64 both sides",
     ("threads", "poll", "warren_direct_handle_try_get_many"): "warren, direct, handle, batches of 64",
     ("threads", "poll", "warren_direct_handle_try_get"): "warren, direct, handle, try_get",
 }

@@ -8,7 +8,8 @@
 //
 // Operations: declare, delete and purge exchanges and queues (with their arguments, good
 // and bad), bind and unbind (queue and exchange bindings, headers arguments), publish
-// (properties, headers, mandatory, confirms) by name and through publisher handles,
+// (properties, headers, mandatory, confirms) by name and through publisher handles, in
+// batches (publish_many),
 // subscribe with callbacks that themselves ack, nack, reject, throw, publish, subscribe,
 // dispatch, release their own subscription, delete their own queue or keep their delivery
 // for later; release subscriptions, get, settle kept deliveries (twice, too), dispatch,
@@ -255,7 +256,7 @@ private:
 
     void one_operation() {
         const std::uint8_t op = p_.byte();
-        switch (op % 24) {
+        switch (op % 25) {
         case 0: declare_exchange(); break;
         case 1: {
             const std::string_view x = one_of(p_, exchange_names);
@@ -319,6 +320,7 @@ private:
             break;
         }
         case 23: observe(); break;
+        case 24: publish_many(); break;
         default: break;
         }
     }
@@ -403,6 +405,27 @@ private:
         fuzz_message m = make_message(one_of(p_, keys));
         attempt("publish through publisher " + std::to_string(i),
                 [&] { return describe(publishers_[i].publish_confirmed(std::move(m))); });
+    }
+
+    /// A batch of 1 to 4 bodies under one key (publish_many), by name or through a
+    /// publisher handle; the bodies may carry hooks that publish when they go.
+    void publish_many() {
+        const bool through_handle = p_.flag() && !publishers_.empty();
+        const std::size_t handle = through_handle ? p_.pick(publishers_.size()) : 0;
+        const std::string_view x = through_handle ? std::string_view{} : one_of(p_, exchange_names);
+        const std::string_view key = one_of(p_, keys);
+        const std::size_t n = 1 + p_.pick(4);
+        std::vector<typename fuzz_message::body_type> bodies;
+        for (std::size_t i = 0; i < n; ++i) bodies.push_back(std::move(make_message(key).body));
+        const warren::publish_options options{p_.flag()};
+        attempt("publish_many " + std::to_string(n) + (through_handle ? " through publisher " + std::to_string(handle)
+                                                                        : " to " + std::string(x)) +
+                    " '" + std::string(key) + "'",
+                [&] {
+                    const std::size_t routed = through_handle ? publishers_[handle].publish_many(key, bodies, options)
+                                                              : broker_->publish_many(x, key, bodies, options);
+                    return "routed " + std::to_string(routed);
+                });
     }
 
     /// What a callback does with its delivery, from a byte read when it subscribes.

@@ -135,6 +135,15 @@ def publish_through(index, key, msg=None):
     return [13, 0, index, KEYS.index(key)] + (msg or message())
 
 
+def publish_many(exchange, key, msgs, mandatory=False, through=None):
+    """A batch of len(msgs) (1 to 4) bodies; each msg is read whole, only its body is kept."""
+    head = [24, 1, through] if through is not None else [24, 0, EXCHANGES.index(exchange)]
+    out = head + [KEYS.index(key), len(msgs) - 1]
+    for msg in msgs:
+        out += msg
+    return out + [int(mandatory)]
+
+
 def subscribe(queue, does="nothing", manual=False, prefetch=0, exclusive=False, priority=0, tagged=False,
               owns_itself=False, hooked=False, on_cancel="none", target_key="q0", only_the_callback=True,
               synchronous=False):
@@ -246,6 +255,15 @@ SEEDS = {
         declare_queue("q2"), subscribe("q2", "throws", synchronous=True), publish("", "q2"),
         subscribe("q2", "keep", manual=True, synchronous=True), publish("", "q2"), publish("", "q2"), dispatch(),
         release(2), observe()),
+    # Batches: to queues with a length limit and a synchronous receiver that publishes,
+    # mandatory ones that return, through a publisher, with hooked bodies.
+    "batches": seed(
+        0, declare_exchange("x0", "direct"), declare_queue("q0", max_length=2, dlx=""), declare_queue("q1"),
+        bind("q0", "x0", "a"), bind("q1", "x0", "a"), subscribe("q1", "publish", target_key="q0", synchronous=True),
+        publish_many("x0", "a", [message(), message(hook="q1"), message()]),
+        publish_many("x0", "b", [message(), message()], mandatory=True), make_publisher("x0"),
+        publish_many("", "a", [message(hook="q0"), message(), message(), message()], through=0), dispatch(),
+        get("q0"), observe()),
     # Single active consumer, priorities, exclusive consumers, x-expires.
     "consumers": seed(
         0, declare_queue("q0", single_active=True), subscribe("q0", "ack", manual=True),

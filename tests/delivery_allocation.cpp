@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -325,6 +326,36 @@ TEST_CASE("allocation: a frame of 100000 keys and bodies in flight allocates not
     (void)run_body_frame(broker, publish);
     CHECK(run_body_frame(broker, publish) == 0);
     CHECK(received == 2 * 10 * frame);
+}
+
+TEST_CASE("allocation: a frame of 100000 bodies published in batches of 256 allocates nothing once warm (direct and "
+          "fanout to ten, 100-byte keys)",
+          "[allocation][publish_many]") {
+    warren::broker broker;
+    std::size_t received = 0;
+    const auto subs = fan_out_to_ten(broker, received);
+    const std::string key = hundred_byte_key("unit", "spawned");
+    events_to_q(broker, key);
+    auto sub = broker.subscribe("q", [&](warren::delivery& d) { received += d.routing_key() == key ? 1 : 0; });
+    const auto direct = broker.make_publisher("events");
+    auto run_batches = [&](const std::string& exchange) {
+        auto bodies = make_bodies();
+        const std::span<std::string> all(bodies);
+        allocation_counter counter;
+        for (std::size_t i = 0; i < all.size(); i += 256) {
+            const auto batch = all.subspan(i, std::min<std::size_t>(256, all.size() - i));
+            if (exchange == "events") (void)direct.publish_many(key, batch);
+            else (void)broker.publish_many(exchange, key, batch);
+        }
+        broker.dispatch();
+        return counter.count();
+    };
+    (void)run_batches("events");
+    CHECK(run_batches("events") == 0);
+    CHECK(received == 2 * frame);
+    (void)run_batches("frame");
+    CHECK(run_batches("frame") == 0);
+    CHECK(received == 2 * frame + 2 * 10 * frame);
 }
 
 // Where the frames above are handed to their consumers as they arrive (each consumer has

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -250,6 +251,20 @@ public:
         outgoing parts{routing_key, body, nullptr};
         return publish_to(nullptr, exchange, parts, options);
     }
+    /// Publishes one message of `routing_key` and no properties per element of `bodies`,
+    /// in order, moving from each, as that many publish(exchange, routing_key, body) calls
+    /// would, but routed once and with one lock per queue for the whole batch (and, under
+    /// multi_threaded, one topology lock). Returns how many deliveries to queues it made
+    /// (the sum of what each publish() would return). Mandatory messages that no queue took
+    /// go to the return handler one by one, in order. Dead letters the batch causes (a
+    /// queue dropping its head at its length limit) are routed once all are pushed, queue by
+    /// queue, as RabbitMQ's queues dead-letter apart from the channel's publishes. Errors as
+    /// for publish(), before any body is moved; a failure to allocate moves some bodies and
+    /// publishes none. Thread-safe under multi_threaded.
+    [[nodiscard]] std::size_t publish_many(std::string_view exchange, std::string_view routing_key, std::span<body_type> bodies,
+                             publish_options options = {}) {
+        return publish_many_to(nullptr, exchange, routing_key, bodies, options);
+    }
     /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
     [[nodiscard]] publisher make_publisher(std::string_view exchange) {
         shared_lock lock(topology_);
@@ -352,7 +367,10 @@ public:
     /// each dispatch() then applies an idle rule: beyond twice the most nodes in flight
     /// since the previous dispatch() plus 4,096, the nodes it keeps are freed. shrink()
     /// frees them all now. (The pool is the thread's, shared by its brokers whose nodes
-    /// have the same size.) Nothing to give back under multi_threaded.
+    /// have the same size.) Under multi_threaded, where messages are freed on other
+    /// threads than the ones that made them, each thread keeps fewer than 128 nodes per
+    /// size and passes them on 64 at a time through a depot of at most 65,536, shared by
+    /// every thread: shrink() frees the calling thread's and the depot's.
     void shrink() noexcept { node_type::shrink_pool(); }
 
     /// Where mandatory messages that no queue took go. Without a handler they are dropped
@@ -406,6 +424,12 @@ private:
     /// the stored message). `exchange` null: by name.
     confirmation publish_to(exchange_node* exchange, std::string_view name, outgoing& msg, publish_options options,
                             detail::route_memo* memo = nullptr);
+    /// Publishes a batch (see publish_many). `exchange` null: by name.
+    std::size_t publish_many_to(exchange_node* exchange, std::string_view name, std::string_view routing_key,
+                                std::span<body_type> bodies, publish_options options, detail::route_memo* memo = nullptr);
+    /// The exchange a publish goes to: `exchange`, unless it was deleted (not_found), or the
+    /// one named `name` when `exchange` is null. Topology lock held (shared).
+    detail::ref_ptr<exchange_node> publishing_exchange(exchange_node* exchange, std::string_view name) const;
     /// Binds (`add`) or unbinds the queue or exchange `target` to exchange `source`: the
     /// checks and lookups of the four bind and unbind members, in RabbitMQ's order.
     void change_binding(bool add, std::string_view source, bool names_default_exchange, destination::kind target_kind,
@@ -568,13 +592,7 @@ confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, 
         detail::ref_ptr<typename queue_type::node_type> stored;
         {
             shared_lock lock(topology_);
-            if (exchange == nullptr) {
-                const auto& exchanges = vhost_.exchanges();
-                node = exchanges.slot(exchanges.get(name).index);
-            } else {
-                if (exchange->deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange->name));
-                node = detail::ref_ptr<exchange_node>(exchange);
-            }
+            node = publishing_exchange(exchange, name);
             typename synchronous::collecting noting_synchronous_receivers(dispatcher_);
             outcome = publishing_.route_and_push(*node, msg, stored, memo, vhost_.version());
             noting_synchronous_receivers.keep();
@@ -583,6 +601,61 @@ confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, 
     }
     synchronous::run(); // with no lock held and nothing left to release
     return outcome;
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::publishing_exchange(exchange_node* exchange, std::string_view name) const
+    -> detail::ref_ptr<exchange_node> {
+    if (exchange == nullptr) {
+        const auto& exchanges = vhost_.exchanges();
+        return exchanges.slot(exchanges.get(name).index);
+    }
+    if (exchange->deleted) detail::raise(reply_code::not_found, "no exchange " + detail::quoted(exchange->name));
+    return detail::ref_ptr<exchange_node>(exchange);
+}
+
+template <message_type Message, threading_policy Policy>
+std::size_t basic_broker<Message, Policy>::publish_many_to(exchange_node* exchange, std::string_view name,
+                                                           std::string_view routing_key, std::span<body_type> bodies,
+                                                           publish_options options, detail::route_memo* memo) {
+    // Per thread and used as stacks, so that once warm a batch allocates nothing: a return
+    // handler may publish a batch of its own (on top, while this one's entries stay put).
+    thread_local std::vector<confirmation> outcomes;
+    thread_local std::vector<detail::ref_ptr<node_type>> stored;
+    const std::size_t first_outcome = outcomes.size();
+    const std::size_t first_stored = stored.size();
+    struct pop_to { // the stored nodes go with no lock held (their bodies' destructors are user code)
+        std::size_t outcome, node;
+        ~pop_to() {
+            outcomes.resize(outcome);
+            while (stored.size() > node) stored.pop_back();
+        }
+    } const popping{first_outcome, first_stored};
+    outcomes.resize(first_outcome + bodies.size());
+    std::size_t routed = 0;
+    {
+        const detail::deferred_release::scope releases_after_unlock;
+        detail::ref_ptr<exchange_node> node;
+        {
+            shared_lock lock(topology_);
+            node = publishing_exchange(exchange, name);
+            typename synchronous::collecting noting_synchronous_receivers(dispatcher_);
+            publishing_.route_and_push_many(*node, routing_key, bodies.data(), bodies.size(), stored,
+                                            outcomes.data() + first_outcome, memo, vhost_.version());
+            noting_synchronous_receivers.keep();
+        }
+        for (std::size_t i = 0; i < bodies.size(); ++i) {
+            confirmation& outcome = outcomes[first_outcome + i]; // read anew: a handler's batch may move them
+            routed += outcome.routed;
+            if (publishing_.is_returned(outcome, options.mandatory)) {
+                outgoing parts{routing_key, bodies[i], nullptr};
+                confirmation returned = outcome;
+                publishing_.return_message(*node, parts, returned);
+            }
+        }
+    }
+    synchronous::run(); // with no lock held and nothing left to release
+    return routed;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 /// basic_publisher: a handle that publishes to one exchange without a name lookup.
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -84,6 +85,16 @@ public:
                                                  publish_options options = {}) const {
         outgoing parts{routing_key, body, nullptr};
         return broker_->publish_to(exchange_.get(), {}, parts, options, memo());
+    }
+
+    /// Publishes one message of `routing_key` and no properties per element of `bodies`,
+    /// moving from each: routed once and pushed with one lock per queue for the whole batch
+    /// (see basic_broker::publish_many, whose rules it follows). Under single_threaded the
+    /// route is remembered as for publish(). Returns how many deliveries to queues it made.
+    /// Thread-safe under multi_threaded.
+    [[nodiscard]] std::size_t publish_many(std::string_view routing_key, std::span<body_type> bodies,
+                                           publish_options options = {}) const {
+        return broker_->publish_many_to(exchange_.get(), {}, routing_key, bodies, options, memo());
     }
 
     /// The exchange's name.

@@ -161,6 +161,14 @@ public:
     /// reject-publish-dlx, expired heads) join `dead`. A synchronous consumer handed the
     /// message runs it inside the publish only if `synchronous` (else at dispatch()).
     push_result push(const detail::ref_ptr<node_type>& msg, dead_letters& dead, bool synchronous);
+    /// Appends `count` messages under one lock, each as push() appends one, in order, and
+    /// calls `note(push_result)` for each (no user code: the lock is held).
+    template <class Note>
+    void push_many(const detail::ref_ptr<node_type>* msgs, std::size_t count, dead_letters& dead, bool synchronous,
+                   Note&& note) {
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < count; ++i) note(push_locked(msgs[i], dead, synchronous));
+    }
 
     /// Takes the next ready message, as AMQP basic.get does; expired heads join `dead`.
     [[nodiscard]] std::optional<delivery_type> try_get(ack_mode mode, dead_letters& dead);
@@ -280,6 +288,8 @@ private:
         std::uint64_t tag;
         bool synchronous; // its callback runs inside the publish (take_synchronous)
     };
+    /// push() with the lock held.
+    push_result push_locked(const detail::ref_ptr<node_type>& msg, dead_letters& dead, bool synchronous);
     /// Hands an arriving message to a consumer with credit, if one has (see the class
     /// comment): push_result::accepted, or handed_synchronous if that consumer is
     /// synchronous; nothing if none has credit.
@@ -372,6 +382,12 @@ template <class Message, threading_policy Policy>
 auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, dead_letters& dead, bool synchronous)
     -> push_result {
     std::lock_guard lock(mutex_);
+    return push_locked(msg, dead, synchronous);
+}
+
+template <class Message, threading_policy Policy>
+auto basic_queue<Message, Policy>::push_locked(const detail::ref_ptr<node_type>& msg, dead_letters& dead,
+                                               bool synchronous) -> push_result {
     if (closed_) return push_result::closed;
     if (straight_ && !msg->ttl) { // the straight path: one test for the features this queue does not use
         if (ready_.empty()) {

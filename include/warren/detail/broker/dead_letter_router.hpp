@@ -96,6 +96,35 @@ public:
         }
     }
 
+    /// Pushes `count` nodes into the queues in `targets`, each queue taking all of them in
+    /// order under one lock, counting each message's outcome in `outcomes[i]`; the dead
+    /// letters this causes join `work`, queue by queue.
+    void push_many(const ref_ptr<node_type>* nodes, std::size_t count, const std::vector<destination>& targets,
+                   confirmation* outcomes, jobs& work) {
+        thread_local dead_letters dead;
+        const bool synchronous_now = synchronous::taking(); // no user code runs in the loop
+        for (const destination d : targets) {
+            const ref_ptr<queue_type>& queue = queues_->slot(d.index());
+            dead.clear();
+            bool handed_synchronous = false;
+            confirmation* outcome = outcomes;
+            queue->push_many(nodes, count, dead, synchronous_now, [&](typename queue_type::push_result result) {
+                switch (result) {
+                case queue_type::push_result::accepted: ++outcome->routed; break;
+                case queue_type::push_result::handed_synchronous:
+                    ++outcome->routed;
+                    handed_synchronous = true;
+                    break;
+                case queue_type::push_result::refused: ++outcome->refused; break;
+                case queue_type::push_result::closed: break;
+                }
+                ++outcome;
+            });
+            if (handed_synchronous) synchronous::handed(queue);
+            for (auto& letter : dead) work.push_back(job{queue, std::move(letter.message), letter.reason, 0});
+        }
+    }
+
     /// Routes the dead letters of `work` (and those they cause in turn, which join its
     /// end) through their dead-letter exchanges, in the order they died, and empties it;
     /// the references it held are deferred. Topology lock held (shared).

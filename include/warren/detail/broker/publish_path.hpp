@@ -85,6 +85,48 @@ public:
         return outcome;
     }
 
+    /// Routes a batch of `count` messages of one `routing_key` and no properties, whose
+    /// bodies are `bodies`, once (as route_and_push routes one) and pushes them in order,
+    /// each queue taking the whole batch under one lock. `stored` gets the nodes, which the
+    /// caller keeps until its lock is released; `outcomes[i]` (zeroed by the caller) counts
+    /// message i. The dead letters pushing causes are routed once all are pushed, queue by
+    /// queue. Topology lock held (shared).
+    template <class Body>
+    void route_and_push_many(exchange_node_type& exchange, std::string_view routing_key, Body* bodies, std::size_t count,
+                             std::vector<ref_ptr<node_type>>& stored, confirmation* outcomes, route_memo* memo = nullptr,
+                             std::uint64_t version = 0) {
+        check_length(routing_key, "routing key");
+        if (exchange.options.internal) {
+            raise(reply_code::access_refused, "cannot publish to internal exchange " + detail::quoted(exchange.name));
+        }
+        if (count == 0) return;
+        exchange.published.fetch_add(count, std::memory_order_relaxed);
+        thread_local std::vector<destination> routed;
+        const outgoing first{routing_key, bodies[0], nullptr};
+        const std::vector<destination>& targets = route_of(exchange, first, memo, version, routed);
+        if (targets.empty()) {
+            exchange.unroutable.fetch_add(count, std::memory_order_relaxed);
+            return;
+        }
+        stored.reserve(stored.size() + count); // before any body is moved: a failure here moves none
+        const std::size_t first_stored = stored.size();
+        for (std::size_t i = 0; i < count; ++i) {
+            stored.push_back(node_type::make(routing_key, bodies[i], nullptr, exchange.shared_name));
+        }
+        thread_local typename router_type::jobs work;
+        work.clear();
+        dead_letters_->push_many(stored.data() + first_stored, count, targets, outcomes, work);
+        std::uint64_t nacked = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            if (outcomes[i].refused > 0) {
+                outcomes[i].ack = false;
+                ++nacked;
+            }
+        }
+        if (nacked > 0) exchange.nacked.fetch_add(nacked, std::memory_order_relaxed);
+        if (!work.empty()) dead_letters_->route(work);
+    }
+
     /// The route of `msg`: `memo`'s if it holds for this key and version, else routed into
     /// `out` (and remembered in `memo` when it follows from the key alone).
     const std::vector<destination>& route_of(const exchange_node_type& exchange, const outgoing& msg, route_memo* memo,

@@ -102,22 +102,23 @@ private:
     }
 };
 
-/// The block_pools of several sizes, each size once however often it is listed: blocks of
-/// one size are one pool, and its idle rule must run once per period (a second run would
-/// read a peak the first one had just reset). Thread safety: as block_pool.
-template <std::size_t... Sizes>
-class block_pool_set {
+/// The pools (`Pool<Size>`: block_pool or depot_block_pool) of several sizes, each size
+/// once however often it is listed: blocks of one size are one pool, and its idle rule must
+/// run once per period (a second run would read a peak the first one had just reset).
+/// Thread safety: as the pools.
+template <template <std::size_t> class Pool, std::size_t... Sizes>
+class pool_set {
 public:
     static void end_of_period() noexcept {
-        each([](auto size) { block_pool<decltype(size)::value>::end_of_period(); });
+        each([](auto size) { Pool<decltype(size)::value>::end_of_period(); });
     }
     static void shrink() noexcept {
-        each([](auto size) { block_pool<decltype(size)::value>::shrink(); });
+        each([](auto size) { Pool<decltype(size)::value>::shrink(); });
     }
     /// Blocks this thread's pools hold for reuse.
     [[nodiscard]] static std::size_t cached() noexcept {
         std::size_t n = 0;
-        each([&n](auto size) { n += block_pool<decltype(size)::value>::cached(); });
+        each([&n](auto size) { n += Pool<decltype(size)::value>::cached(); });
         return n;
     }
 

@@ -18,6 +18,7 @@
 #include "../core/ref_ptr.hpp"
 #include "../core/shared_text.hpp"
 #include "key_storage.hpp"
+#include "message_pool.hpp"
 #include "stored_properties.hpp"
 
 namespace warren::detail {
@@ -83,19 +84,12 @@ struct message_node final : ref_counted<Policy> {
     [[nodiscard]] const warren::properties& properties() const noexcept { return properties_.get(); }
     [[nodiscard]] const std::string& exchange_name() const noexcept { return exchange->value; }
 
-    /// The pools' idle rule, and shrink() (see block_pool); nothing under multi_threaded,
-    /// whose nodes come from the allocator.
-    static void end_of_pool_period() noexcept {
-        if constexpr (!Policy::thread_safe) pools::end_of_period();
-    }
-    static void shrink_pool() noexcept {
-        if constexpr (!Policy::thread_safe) pools::shrink();
-    }
-    /// Blocks the calling thread's pools hold for nodes and their properties.
-    [[nodiscard]] static std::size_t pooled_blocks() noexcept {
-        if constexpr (!Policy::thread_safe) return pools::cached();
-        else return 0;
-    }
+    /// The pools' idle rule, and shrink() (see message_pool).
+    static void end_of_pool_period() noexcept { pools::end_of_period(); }
+    static void shrink_pool() noexcept { pools::shrink(); }
+    /// Blocks the pools hold for nodes and their properties: the calling thread's, and
+    /// under multi_threaded the depot's.
+    [[nodiscard]] static std::size_t pooled_blocks() noexcept { return pools::cached(); }
 
 private:
     // Out of line, so that releasing a reference that is not the last stays a few
@@ -106,7 +100,7 @@ private:
         storage::deallocate(n, key_length);
     }
 
-    using storage = key_storage<message_node, !Policy::thread_safe>;
+    using storage = key_storage<message_node, message_pool<Policy>::template type>;
     // The nodes' pools and the properties'.
     using pools = typename storage::template pools<sizeof(warren::properties)>;
 

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "../../properties.hpp"
-#include "../core/block_pool.hpp"
+#include "message_pool.hpp"
 
 namespace warren::detail {
 
@@ -31,15 +31,13 @@ namespace warren::detail {
 
 /// A stored message's properties. A message that sets none (most of them) carries a null
 /// pointer and no storage; one that sets some has them moved into a block of their own,
-/// from a per-thread block_pool under single_threaded (the allocator under multi_threaded,
-/// whose messages are freed on other threads). Immutable once made.
+/// from the message pool (message_pool). Immutable once made.
 /// Thread safety: as the stored message that holds it.
 template <class Policy>
 class stored_properties {
 public:
-    static constexpr bool pooled = !Policy::thread_safe;
-    /// The pool its blocks come from (under single_threaded).
-    using pool = block_pool<sizeof(properties)>;
+    /// The pool its blocks come from.
+    using pool = typename message_pool<Policy>::template type<sizeof(properties)>;
 
     /// None when `set` is null, else `*set` moved into a block. Only the allocation can
     /// throw, before anything is moved: `*set` is untouched then.
@@ -49,8 +47,7 @@ public:
     ~stored_properties() {
         if (p_ == nullptr) return;
         p_->~properties();
-        if constexpr (pooled) pool::give(p_);
-        else ::operator delete(p_);
+        pool::give(p_);
     }
 
     /// The properties, or no_properties() when none were set.
@@ -61,7 +58,7 @@ private:
     static_assert(alignof(properties) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
 
     static properties* store(properties&& p) {
-        void* const block = pooled ? pool::take() : ::operator new(sizeof(properties));
+        void* const block = pool::take();
         return ::new (block) properties(std::move(p));
     }
 
