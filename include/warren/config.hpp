@@ -23,6 +23,18 @@
 #    endif
 #endif
 
+/// WARREN_ALWAYS_INLINE folds a helper into its one or two callers on the hot path, where
+/// the compiler would otherwise keep it out of line and pay a call per message.
+#ifndef WARREN_ALWAYS_INLINE
+#    if defined(__GNUC__) || defined(__clang__)
+#        define WARREN_ALWAYS_INLINE inline __attribute__((always_inline))
+#    elif defined(_MSC_VER)
+#        define WARREN_ALWAYS_INLINE __forceinline
+#    else
+#        define WARREN_ALWAYS_INLINE inline
+#    endif
+#endif
+
 /// WARREN_NOINLINE keeps a rarely taken path out of line, so that its callers' common path
 /// stays short (no registers saved for it).
 #ifndef WARREN_NOINLINE

@@ -386,7 +386,7 @@ auto basic_queue<Message, Policy>::push(const detail::ref_ptr<node_type>& msg, d
 }
 
 template <class Message, threading_policy Policy>
-auto basic_queue<Message, Policy>::push_locked(const detail::ref_ptr<node_type>& msg, dead_letters& dead,
+WARREN_ALWAYS_INLINE auto basic_queue<Message, Policy>::push_locked(const detail::ref_ptr<node_type>& msg, dead_letters& dead,
                                                bool synchronous) -> push_result {
     if (closed_) return push_result::closed;
     if (straight_ && !msg->ttl) { // the straight path: one test for the features this queue does not use

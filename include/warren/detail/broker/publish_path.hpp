@@ -129,8 +129,9 @@ public:
 
     /// The route of `msg`: `memo`'s if it holds for this key and version, else routed into
     /// `out` (and remembered in `memo` when it follows from the key alone).
-    const std::vector<destination>& route_of(const exchange_node_type& exchange, const outgoing& msg, route_memo* memo,
-                                             std::uint64_t version, std::vector<destination>& out) {
+    WARREN_ALWAYS_INLINE const std::vector<destination>& route_of(const exchange_node_type& exchange, const outgoing& msg,
+                                                                  route_memo* memo, std::uint64_t version,
+                                                                  std::vector<destination>& out) {
         if (memo != nullptr && memo->version == version && memo->key == msg.routing_key) return memo->targets;
         route(*exchanges_, *queues_, exchange, routing_view{msg.routing_key, msg.properties()}, out);
         if (memo != nullptr && route_follows_key(exchange)) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "../../config.hpp"
 #include "../../policy.hpp"
 
 namespace warren::detail {
@@ -53,7 +54,7 @@ public:
         // Null the member first: nothing can reach the object through it once its last
         // reference may be gone.
         T* const p = std::exchange(p_, nullptr);
-        if (p != nullptr && p->release()) delete p;
+        if (p != nullptr && p->release()) destroy(p);
     }
     void swap(ref_ptr& other) noexcept { std::swap(p_, other.p_); }
     /// Gives up this reference without dropping it: the caller owns it until adopt().
@@ -72,6 +73,10 @@ public:
     friend bool operator==(const ref_ptr& a, const ref_ptr& b) noexcept { return a.p_ == b.p_; }
 
 private:
+    // Out of line, so that dropping a reference that is not the last stays a few
+    // instructions wherever it is inlined (the destructor's code would make it a call).
+    WARREN_NOINLINE static void destroy(T* p) noexcept { delete p; }
+
     T* p_ = nullptr;
 };
 
