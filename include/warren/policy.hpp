@@ -8,6 +8,8 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "detail/core/hybrid_mutex.hpp"
+
 namespace warren {
 namespace detail {
 
@@ -64,7 +66,7 @@ struct single_threaded {
 /// exclusively. Each queue has its own mutex, and callbacks run with no lock held.
 struct multi_threaded {
     static constexpr bool thread_safe = true;
-    using mutex = std::mutex;
+    using mutex = detail::hybrid_mutex;
     using shared_mutex = std::shared_mutex;
     template <class T>
     using atomic = std::atomic<T>;

@@ -318,7 +318,7 @@ private:
     }
 
     struct no_condition {};
-    using condition = std::conditional_t<Policy::thread_safe, std::condition_variable, no_condition>;
+    using condition = std::conditional_t<Policy::thread_safe, std::condition_variable_any, no_condition>;
 
     const std::string name_;
     const queue_options options_;

@@ -67,7 +67,7 @@ private:
 
     struct no_condition {};
     mutable typename Policy::mutex mutex_;
-    [[no_unique_address]] std::conditional_t<Policy::thread_safe, std::condition_variable, no_condition> idle_;
+    [[no_unique_address]] std::conditional_t<Policy::thread_safe, std::condition_variable_any, no_condition> idle_;
     Router* router_; // null once closed
     std::size_t passes_ = 0;
 };
