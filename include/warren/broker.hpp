@@ -261,8 +261,8 @@ public:
     /// queue, as RabbitMQ's queues dead-letter apart from the channel's publishes. Errors as
     /// for publish(), before any body is moved; a failure to allocate moves some bodies and
     /// publishes none. Thread-safe under multi_threaded.
-    [[nodiscard]] std::size_t publish_many(std::string_view exchange, std::string_view routing_key, std::span<body_type> bodies,
-                             publish_options options = {}) {
+    [[nodiscard]] std::size_t publish_many(std::string_view exchange, std::string_view routing_key,
+                                           std::span<body_type> bodies, publish_options options = {}) {
         return publish_many_to(nullptr, exchange, routing_key, bodies, options);
     }
     /// A publisher for `exchange`, which resolves it once. Unknown exchange: not_found.
@@ -624,13 +624,18 @@ std::size_t basic_broker<Message, Policy>::publish_many_to(exchange_node* exchan
     thread_local std::vector<detail::ref_ptr<node_type>> stored;
     const std::size_t first_outcome = outcomes.size();
     const std::size_t first_stored = stored.size();
-    struct pop_to { // the stored nodes go with no lock held (their bodies' destructors are user code)
-        std::size_t outcome, node;
+    // The stored nodes go with no lock held (their bodies' destructors are user code).
+    const auto drop_stored = [first_stored] {
+        while (stored.size() > first_stored) stored.pop_back();
+    };
+    struct pop_to {
+        std::size_t outcome;
+        decltype(drop_stored)& drop;
         ~pop_to() {
             outcomes.resize(outcome);
-            while (stored.size() > node) stored.pop_back();
+            drop();
         }
-    } const popping{first_outcome, first_stored};
+    } const popping{first_outcome, drop_stored};
     outcomes.resize(first_outcome + bodies.size());
     std::size_t routed = 0;
     {
@@ -644,6 +649,7 @@ std::size_t basic_broker<Message, Policy>::publish_many_to(exchange_node* exchan
                                             outcomes.data() + first_outcome, memo, vhost_.version());
             noting_synchronous_receivers.keep();
         }
+        drop_stored(); // nothing needs them once the lock is released; the returns read the bodies
         for (std::size_t i = 0; i < bodies.size(); ++i) {
             confirmation& outcome = outcomes[first_outcome + i]; // read anew: a handler's batch may move them
             routed += outcome.routed;

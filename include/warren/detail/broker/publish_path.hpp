@@ -56,9 +56,7 @@ public:
                                 route_memo* memo = nullptr, std::uint64_t version = 0) {
         check_length(msg.routing_key, "routing key");
         if (msg.set_properties != nullptr) validate_table(msg.set_properties->headers, "message headers");
-        if (exchange.options.internal) {
-            raise(reply_code::access_refused, "cannot publish to internal exchange " + detail::quoted(exchange.name));
-        }
+        check_not_internal(exchange);
         std::optional<std::chrono::milliseconds> ttl; // RabbitMQ checks it before routing
         if (msg.set_properties != nullptr && msg.set_properties->expiration) {
             ttl = parse_expiration(*msg.set_properties->expiration);
@@ -91,14 +89,12 @@ public:
     /// caller keeps until its lock is released; `outcomes[i]` (zeroed by the caller) counts
     /// message i. The dead letters pushing causes are routed once all are pushed, queue by
     /// queue. Topology lock held (shared).
-    template <class Body>
-    void route_and_push_many(exchange_node_type& exchange, std::string_view routing_key, Body* bodies, std::size_t count,
+    void route_and_push_many(exchange_node_type& exchange, std::string_view routing_key,
+                             typename Message::body_type* bodies, std::size_t count,
                              std::vector<ref_ptr<node_type>>& stored, confirmation* outcomes, route_memo* memo = nullptr,
                              std::uint64_t version = 0) {
         check_length(routing_key, "routing key");
-        if (exchange.options.internal) {
-            raise(reply_code::access_refused, "cannot publish to internal exchange " + detail::quoted(exchange.name));
-        }
+        check_not_internal(exchange);
         if (count == 0) return;
         exchange.published.fetch_add(count, std::memory_order_relaxed);
         thread_local std::vector<destination> routed;
@@ -140,6 +136,13 @@ public:
             memo->version = version;
         }
         return out;
+    }
+
+    /// Refuses a publish to an internal exchange (access_refused), as RabbitMQ does.
+    static void check_not_internal(const exchange_node_type& exchange) {
+        if (exchange.options.internal) {
+            raise(reply_code::access_refused, "cannot publish to internal exchange " + detail::quoted(exchange.name));
+        }
     }
 
     /// Whether `outcome` of a publish with `mandatory` is a return: routed to no queue (a
