@@ -66,6 +66,7 @@ struct single_threaded {
 /// exclusively. Each queue has its own mutex, and callbacks run with no lock held.
 struct multi_threaded {
     static constexpr bool thread_safe = true;
+    /// Guards a queue's state: spins briefly, then sleeps (see detail::hybrid_mutex).
     using mutex = detail::hybrid_mutex;
     using shared_mutex = std::shared_mutex;
     template <class T>
