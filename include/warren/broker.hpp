@@ -622,20 +622,19 @@ std::size_t basic_broker<Message, Policy>::publish_many_to(exchange_node* exchan
     // handler may publish a batch of its own (on top, while this one's entries stay put).
     thread_local std::vector<confirmation> outcomes;
     thread_local std::vector<detail::ref_ptr<node_type>> stored;
-    const std::size_t first_outcome = outcomes.size();
-    const std::size_t first_stored = stored.size();
-    // The stored nodes go with no lock held (their bodies' destructors are user code).
-    const auto drop_stored = [first_stored] {
-        while (stored.size() > first_stored) stored.pop_back();
-    };
-    struct pop_to {
-        std::size_t outcome;
-        decltype(drop_stored)& drop;
-        ~pop_to() {
-            outcomes.resize(outcome);
-            drop();
+    // Takes this batch's entries off both stacks however it ends; the stored nodes go with
+    // no lock held (their bodies' destructors are user code).
+    struct this_batch {
+        std::size_t first_outcome, first_stored;
+        void drop_stored() const {
+            while (stored.size() > first_stored) stored.pop_back();
         }
-    } const popping{first_outcome, drop_stored};
+        ~this_batch() {
+            drop_stored();
+            outcomes.resize(first_outcome);
+        }
+    } const batch{outcomes.size(), stored.size()};
+    const std::size_t first_outcome = batch.first_outcome;
     outcomes.resize(first_outcome + bodies.size());
     std::size_t routed = 0;
     {
@@ -649,7 +648,7 @@ std::size_t basic_broker<Message, Policy>::publish_many_to(exchange_node* exchan
                                             outcomes.data() + first_outcome, memo, vhost_.version());
             noting_synchronous_receivers.keep();
         }
-        drop_stored(); // nothing needs them once the lock is released; the returns read the bodies
+        batch.drop_stored(); // nothing needs them once the lock is released; the returns read the bodies
         for (std::size_t i = 0; i < bodies.size(); ++i) {
             confirmation& outcome = outcomes[first_outcome + i]; // read anew: a handler's batch may move them
             routed += outcome.routed;

@@ -83,17 +83,21 @@ public:
                 continue;
             }
             dead.clear();
-            switch (queue->push(node, dead, synchronous_now)) {
-            case queue_type::push_result::accepted: ++outcome.routed; break;
-            case queue_type::push_result::handed_synchronous:
-                ++outcome.routed;
-                synchronous::handed(queue);
-                break;
-            case queue_type::push_result::refused: ++outcome.refused; break;
-            case queue_type::push_result::closed: break;
-            }
+            if (count_push(queue->push(node, dead, synchronous_now), outcome)) synchronous::handed(queue);
             for (auto& letter : dead) work.push_back(job{queue, std::move(letter.message), letter.reason, hops});
         }
+    }
+
+    /// Counts what one queue's push came to in `outcome`; true when the queue handed the
+    /// message to a synchronous consumer (its callback is then to run in the publish).
+    static bool count_push(typename queue_type::push_result result, confirmation& outcome) noexcept {
+        switch (result) {
+        case queue_type::push_result::accepted: ++outcome.routed; return false;
+        case queue_type::push_result::handed_synchronous: ++outcome.routed; return true;
+        case queue_type::push_result::refused: ++outcome.refused; return false;
+        case queue_type::push_result::closed: return false;
+        }
+        return false;
     }
 
     /// Pushes `count` nodes into the queues in `targets`, each queue taking all of them in
@@ -109,16 +113,7 @@ public:
             bool handed_synchronous = false;
             confirmation* outcome = outcomes;
             queue->push_many(nodes, count, dead, synchronous_now, [&](typename queue_type::push_result result) {
-                switch (result) {
-                case queue_type::push_result::accepted: ++outcome->routed; break;
-                case queue_type::push_result::handed_synchronous:
-                    ++outcome->routed;
-                    handed_synchronous = true;
-                    break;
-                case queue_type::push_result::refused: ++outcome->refused; break;
-                case queue_type::push_result::closed: break;
-                }
-                ++outcome;
+                handed_synchronous |= count_push(result, *outcome++);
             });
             if (handed_synchronous) synchronous::handed(queue);
             for (auto& letter : dead) work.push_back(job{queue, std::move(letter.message), letter.reason, 0});

@@ -75,10 +75,7 @@ public:
         thread_local typename router_type::jobs work;
         work.clear();
         dead_letters_->push(stored, targets, outcome, work);
-        if (outcome.refused > 0) {
-            outcome.ack = false;
-            exchange.nacked.fetch_add(1, std::memory_order_relaxed);
-        }
+        if (nack_if_refused(outcome)) exchange.nacked.fetch_add(1, std::memory_order_relaxed);
         if (!work.empty()) dead_letters_->route(work);
         return outcome;
     }
@@ -113,12 +110,7 @@ public:
         work.clear();
         dead_letters_->push_many(stored.data() + first_stored, count, targets, outcomes, work);
         std::uint64_t nacked = 0;
-        for (std::size_t i = 0; i < count; ++i) {
-            if (outcomes[i].refused > 0) {
-                outcomes[i].ack = false;
-                ++nacked;
-            }
-        }
+        for (std::size_t i = 0; i < count; ++i) nacked += nack_if_refused(outcomes[i]) ? 1 : 0;
         if (nacked > 0) exchange.nacked.fetch_add(nacked, std::memory_order_relaxed);
         if (!work.empty()) dead_letters_->route(work);
     }
@@ -138,6 +130,13 @@ public:
         return out;
     }
 
+    /// A publish that some queue refused at its length limit is confirmed with a nack:
+    /// marks `outcome` so and returns true.
+    static bool nack_if_refused(confirmation& outcome) noexcept {
+        if (outcome.refused == 0) return false;
+        outcome.ack = false;
+        return true;
+    }
     /// Refuses a publish to an internal exchange (access_refused), as RabbitMQ does.
     static void check_not_internal(const exchange_node_type& exchange) {
         if (exchange.options.internal) {
