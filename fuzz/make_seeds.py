@@ -29,6 +29,7 @@ def nested(outer, inner1, inner2):
 def cache(code): return [10, code]  # 0: off, n: 2**(n-1) entries
 def copy_and_move(): return [11, 1]
 def unbind_all(): return [11, 0]
+def flood(): return [11, 3]  # 1,103 distinct keys: the cache steps aside
 
 
 def ops(cache_byte, *program):
@@ -60,6 +61,10 @@ SEEDS = {
                      route("a.b"), unbind("a.*", 0), route("a.b"), cache(0), route("a.b"), cache(7),
                      route("a.b"), route("b.b"), route("a.b"), copy_and_move(), route("a.b"),
                      unbind_all(), route("a.b")),
+    # The cache stepping aside after a flood of distinct keys, while patterns change.
+    "ops-cache-flood": ops(3, bind("a.*", 0), bind("#.b", 1), route("a.b"), route("a.b"), flood(),
+                           route("a.b"), bind("a.b", 2), route("a.b"), unbind("a.*", 0), route("a.b"),
+                           flood(), route("a.b"), route("a.b")),
     "ops-nested": ops(0, bind("#", 0), bind("a.*", 1), nested("a.b", "a.b", "c"),
                       nested("a.b", "c", "a.b"), route("a.b"), route("c")),
     "ops-many-hashes": ops(5, bind("#.a.#.b.#.#.*", 0), bind("*.#.a", 1), bind("#.*", 2),

@@ -9,7 +9,8 @@
 //         small alphabet of words, so bindings collide, counts go up and down, and the
 //         same keys are routed again after the topology changed. Also: routes made from
 //         inside another route's callback, cache resizing (and off), copy and move,
-//         unbinding everything.
+//         unbinding everything, and floods of distinct keys that make the cache step
+//         aside (keys repeat, so admission on a second miss is exercised throughout).
 // Every operation runs on two matchers, one with the routing cache off and one with it on
 // (when topic_matcher has set_cache_capacity), and both are checked against a model:
 // insert/erase results, size(), and the exact values each route reports.
@@ -111,29 +112,7 @@ std::string quoted(std::string_view s) {
 /// `pattern` in the form the matcher stores it under (see contract::full_normalisation).
 std::string canonical(std::string_view pattern) {
     if (!the_contract().full_normalisation) return warren_test::collapse_hash_runs(pattern);
-    if (pattern.empty()) return {};
-    std::vector<std::string> out;
-    std::size_t stars = 0;
-    bool hash = false;
-    auto flush = [&] {
-        for (; stars > 0; --stars) out.emplace_back("*");
-        if (hash) out.emplace_back("#");
-        hash = false;
-    };
-    for (const std::string& w : warren_test::reference_words(pattern)) {
-        if (w == "*") {
-            ++stars;
-        } else if (w == "#") {
-            hash = true;
-        } else {
-            flush();
-            out.push_back(w);
-        }
-    }
-    flush();
-    std::string joined;
-    for (std::size_t i = 0; i < out.size(); ++i) joined += (i ? "." : "") + out[i];
-    return joined;
+    return warren_test::normalise_wildcard_runs(pattern);
 }
 
 // ---------------------------------------------------------------------------
@@ -181,6 +160,8 @@ std::vector<int> route(const matcher& m, std::string_view key) {
     std::sort(got.begin(), got.end());
     return got;
 }
+
+constexpr std::string_view key_words_for_flood[] = {"a", "b", "c", "", "d", "e", "#", "*"};
 
 // ---------------------------------------------------------------------------
 // Two matchers driven in lock step with the model.
@@ -258,6 +239,26 @@ public:
             cached_ = matcher{};
             cached_ = std::move(copy);
             check_size();
+        }
+    }
+
+    /// Routes `routes` keys made from `seed` on both matchers and compares them with each
+    /// other (the cache-off one is checked against the model elsewhere; the model would be
+    /// too slow here). Over a thousand mostly distinct keys drive the cache's hit rate down
+    /// until it steps aside, so the routes after a flood take the bypass path.
+    void flood(std::size_t routes, std::uint8_t seed) {
+        if (tracing()) std::fprintf(stderr, "flood %zu from %u\n", routes, unsigned{seed});
+        std::string key;
+        for (std::size_t n = 0; n < routes; ++n) {
+            key.clear();
+            // Base-8 digits of n, each a word of the key alphabet; the seed shifts them.
+            for (std::size_t x = n * 7 + seed; ; x /= 8) {
+                if (!key.empty()) key += '.';
+                key += key_words_for_flood[x % 8];
+                if (x < 8) break;
+            }
+            const std::vector<int> want = route(plain_, key);
+            check_route(key, route(cached_, key), want, "cache on, during a flood of distinct keys");
         }
     }
 
@@ -418,10 +419,13 @@ void run_ops(const std::uint8_t* data, std::size_t size) {
             h.set_cache_capacity(b == 0 ? 0 : std::size_t{1} << (b - 1));
             break;
         }
-        default:
-            if (in.next() % 4 == 0) h.unbind_all();
+        default: {
+            const std::uint8_t b = in.next();
+            if (b % 4 == 0) h.unbind_all();
+            else if (b % 4 == 3) h.flood(1100 + b, b);
             else h.copy_and_move();
             break;
+        }
         }
     }
     // Whatever the program did, every key it used must route right at the end.

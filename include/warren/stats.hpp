@@ -1,6 +1,7 @@
 #pragma once
 /// @file stats.hpp
-/// Counters of queues, exchanges and the broker: where every message went.
+/// Counters of queues, exchanges and the broker: where every message went; and how the
+/// topic routing cache did.
 
 #include <cstddef>
 #include <cstdint>
@@ -77,6 +78,27 @@ struct exchange_counters {
 struct broker_counters {
     std::uint64_t dead_letters_without_exchange = 0; ///< their dead-letter exchange did not exist
     std::uint64_t dead_letter_cycles = 0;            ///< deliveries dropped to end an automatic dead-letter cycle
+};
+
+/// How a topic_matcher's routing cache has done since it was last sized: see
+/// topic_matcher::set_cache_capacity.
+struct topic_cache_stats {
+    std::uint64_t lookups = 0;  ///< routes that looked in the cache
+    std::uint64_t hits = 0;     ///< routes answered from it
+    std::uint64_t admitted = 0; ///< keys stored, each having missed twice
+    std::uint64_t bypassed = 0; ///< routes that went past the cache while its hit rate was low
+    /// Hits per route that reached the matcher (lookups and bypassed ones); 0 before any.
+    [[nodiscard]] double hit_rate() const noexcept {
+        const std::uint64_t routes = lookups + bypassed;
+        return routes == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(routes);
+    }
+    topic_cache_stats& operator+=(const topic_cache_stats& o) noexcept {
+        lookups += o.lookups;
+        hits += o.hits;
+        admitted += o.admitted;
+        bypassed += o.bypassed;
+        return *this;
+    }
 };
 
 } // namespace warren

@@ -1,8 +1,9 @@
 #pragma once
 /// @file topic_matcher.hpp
 /// A standalone topic matcher with RabbitMQ's semantics, built for speed. Over 600 lines
-/// for a reason: one data structure (the trie, its word ids, the route cache and the
-/// compaction that keeps memory following the bindings down), fuzzed as a unit.
+/// for a reason: one data structure (the trie, its word ids, the route cache with its
+/// admission rule, and the compaction that keeps memory following the bindings down),
+/// fuzzed as a unit.
 
 #include <algorithm>
 #include <concepts>
@@ -16,7 +17,9 @@
 
 #include "detail/core/hash_index.hpp"
 #include "detail/routing/flat_tables.hpp"
+#include "detail/routing/path_table.hpp"
 #include "routing_key.hpp"
+#include "stats.hpp"
 
 namespace warren {
 namespace detail {
@@ -91,9 +94,13 @@ private:
 /// deduplicate (the broker does). Matching stays polynomial however many `#` a pattern
 /// holds: each (`#` node, word position) pair is explored once per match.
 ///
-/// How it is fast: words are interned to integer ids, the trie's literal edges live in one
-/// flat open-addressing table keyed by (node, word id), nodes and values sit in flat
-/// arrays, and per-thread scratch space means a match allocates nothing once warm.
+/// How it is fast: the trie's nodes sit in one flat table found by the hash of their path
+/// (detail::path_table), so a step reads one 16-byte slot; a key's words are hashed while
+/// it is split and never looked up in the word table (a slot that matches on hash, parent
+/// and word text settles a word's id for the rest of the match, and a word no pattern holds
+/// only ever meets a probe that fails); the slots of the key's literal path are prefetched
+/// before the walk, so in a large trie their cache misses overlap; per-thread scratch space
+/// means a match allocates nothing once warm.
 ///
 /// What it costs: insert and erase are O(words of the pattern), also for one pattern with
 /// many values (a pattern's values are found through a hash index once it has more than a
@@ -106,7 +113,8 @@ private:
 /// m.insert("lazy.#", 2);
 /// m.match("lazy.orange.fox", [](int v) { std::cout << v; });  // prints 1 and 2
 /// @endcode
-/// Thread safety: none; concurrent `match` calls are safe while nobody inserts or erases.
+/// Thread safety: none; concurrent `match` calls are safe while nobody inserts or erases
+/// and the cache is off.
 template <class Value>
 class topic_matcher {
 public:
@@ -121,7 +129,18 @@ public:
     void match(std::string_view key, F&& on_match) const;
 
     /// Turns the routing cache on with room for `entries` routing keys (rounded up to a
-    /// power of two), or off with 0. A hit answers a repeated key without walking the trie.
+    /// power of two), or off with 0, and resets cache_stats(). A hit answers a repeated key
+    /// without walking the trie.
+    ///
+    /// The cache never costs much where it cannot help. Admission: a key is stored only
+    /// when it misses a second time in a row at its place (a key seen once is routed and
+    /// forgotten, so a stream of distinct keys never pays for copying them in). Stepping
+    /// aside: every 1,024 lookups the cache checks its hit rate, and below one in five it
+    /// is skipped for the next 65,536 routes, then sampled again (a miss costs about a
+    /// tenth of a walk, so below a fifth the cache loses; sampling one window in 65 keeps
+    /// its cost on such a workload near 1%). Once each entry has held
+    /// its longest key and result, a refill allocates nothing.
+    ///
     /// Inserting or erasing a pattern invalidates exactly the cached keys whose first word
     /// the pattern's first word could match: all keys for a pattern starting with `*` or
     /// `#`, only keys starting with that word for a literal one. With the cache on, match()
@@ -129,13 +148,16 @@ public:
     void set_cache_capacity(std::size_t entries);
     /// The cache's size in entries; 0 when it is off.
     [[nodiscard]] std::size_t cache_capacity() const noexcept { return cache_.size(); }
+    /// What the cache did since set_cache_capacity: lookups, hits, admissions, bypasses.
+    [[nodiscard]] const topic_cache_stats& cache_stats() const noexcept { return stats_; }
 
     /// Number of distinct (pattern, value) pairs.
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-    /// Bytes of memory the matcher holds (tables and arrays, not the allocator's overhead).
+    /// Bytes of memory the matcher holds (tables and arrays, not the allocator's overhead,
+    /// not the routing cache).
     [[nodiscard]] std::size_t memory_bytes() const noexcept {
-        return words_.memory_bytes() + edges_.memory_bytes() + nodes_.capacity() * sizeof(node) +
+        return words_.memory_bytes() + paths_.memory_bytes() + nodes_.capacity() * sizeof(node) +
                values_.capacity() * sizeof(value_entry) + free_nodes_.capacity() * sizeof(std::uint32_t) +
                free_values_.capacity() * sizeof(std::uint32_t) + value_index_.memory_bytes() +
                word_epochs_.capacity() * sizeof(std::uint32_t);
@@ -143,13 +165,22 @@ public:
 
 private:
     static constexpr std::uint32_t none = UINT32_MAX;
+    using slot = detail::path_table::slot;
+
+    // Wildcards stand in the path table as words with these ids and hashes; no interned
+    // word has these ids (ids count up from 1), and a literal word whose hash happens to
+    // equal a wildcard's is told apart by its id.
+    static constexpr std::uint32_t star_word = UINT32_MAX - 1;
+    static constexpr std::uint32_t hash_word = UINT32_MAX - 2;
+    static constexpr std::uint64_t star_token = 0x2A2A2A2A2A2A2A2AULL;
+    static constexpr std::uint64_t hash_token = 0x2323232323232323ULL;
 
     struct node {
-        std::uint32_t star = none;        // child through `*`
-        std::uint32_t hash = none;        // child through `#`
         std::uint32_t first_value = none; // head of this node's value list
-        std::uint32_t literal_children = 0;
         std::uint32_t values = 0;         // length of the value list
+        std::uint32_t literal_children = 0;
+        bool star = false; // has a child through `*`
+        bool hash = false; // has a child through `#`
     };
     struct value_entry {
         Value value;
@@ -157,15 +188,22 @@ private:
         std::uint32_t next;
     };
     enum class word_kind : std::uint8_t { literal, star, hash };
-    struct step {
-        word_kind kind;
-        std::uint32_t word; // the interned id, for literals
+
+    /// A word of the key being matched: where it is, its hash, and its interned id once a
+    /// slot has shown which it is.
+    struct key_word {
+        const char* text;
+        std::uint32_t size;
+        std::uint32_t id; // `unresolved` until a slot's word equals it
+        std::uint64_t hash;
     };
+    static constexpr std::uint32_t unresolved = UINT32_MAX;
 
     struct match_scratch {
-        std::vector<std::uint32_t> ids; // word ids of the key; grows, never shrinks
-        detail::visit_set seen;         // (`#` node, position) pairs explored
-        bool seen_ready = false;        // `seen` is reset lazily: most keys meet no `#`
+        std::vector<key_word> words; // the key's words; grows, never shrinks
+        std::size_t key_words = 0;   // how many of them the current key has
+        detail::visit_set seen;      // (`#` node, position) pairs explored
+        bool seen_ready = false;     // `seen` is reset lazily: most keys meet no `#`
         bool in_use = false;
     };
     template <class F>
@@ -180,6 +218,25 @@ private:
     /// Splits a pattern into words, normalised where that keeps the meaning (see body).
     static void parse(std::string_view pattern, std::vector<std::pair<word_kind, std::string_view>>& out);
     std::uint32_t new_node();
+    static std::uint64_t token_hash(word_kind kind, std::string_view text) noexcept {
+        return kind == word_kind::star ? star_token : kind == word_kind::hash ? hash_token : detail::hash_bytes(text);
+    }
+    /// The word id of a pattern word in the path table; `unknown` for a literal no pattern holds.
+    [[nodiscard]] std::uint32_t pattern_word(word_kind kind, std::string_view text) const noexcept {
+        return kind == word_kind::star ? star_word : kind == word_kind::hash ? hash_word : words_.find(text);
+    }
+    /// Copies node `at`'s child flags into its slot (or the root's), where the walk reads them.
+    void sync_flags(std::uint32_t at, std::uint64_t path) noexcept {
+        const node& n = nodes_[at];
+        const std::uint32_t flags = (n.star ? detail::path_table::star_child : 0U) |
+                                    (n.hash ? detail::path_table::hash_child : 0U) |
+                                    (n.literal_children != 0 ? detail::path_table::literal_child : 0U);
+        if (at == 0) {
+            root_flags_ = flags;
+        } else {
+            paths_.set_flags(path, at, flags);
+        }
+    }
 
     /// Whether values can key a hash table: then a node with many finds them in O(1).
     static constexpr bool hashable_values = requires(const Value& v) {
@@ -206,7 +263,7 @@ private:
     }
     void compact();
     template <class F>
-    void visit(std::uint32_t at, const std::uint32_t* ids, std::size_t count, std::size_t i, F& on_match,
+    void visit(std::uint32_t at, std::uint64_t path, std::uint32_t flags, std::size_t i, F& on_match,
                match_scratch& s) const;
 
     /// A cached routing result: the key, the values it matched, and the epochs it was
@@ -220,14 +277,25 @@ private:
         std::uint64_t last_use = 0;
         std::vector<Value> values;
     };
+    /// The admission and step-aside rules of set_cache_capacity.
+    static constexpr std::uint32_t cache_window = 1024;
+    static constexpr std::uint32_t cache_bypass_span = 64 * cache_window;
+    template <class F>
+    [[nodiscard]] bool match_cached(std::string_view key, F& on_match, match_scratch& shared) const;
     void invalidate(std::uint32_t first_word) noexcept;
     [[nodiscard]] std::uint32_t word_epoch(std::uint32_t word) const noexcept {
         return word < word_epochs_.size() ? word_epochs_[word] : 0;
     }
 
     detail::word_table words_;
-    detail::edge_table edges_;
-    mutable std::vector<cache_entry> cache_; // pairs of entries; empty when off
+    detail::path_table paths_;
+    std::uint32_t root_flags_ = 0;
+    mutable std::vector<cache_entry> cache_;    // pairs of entries; empty when off
+    mutable std::vector<std::uint64_t> ghosts_; // per pair: the hash of the last key that missed
+    mutable topic_cache_stats stats_;
+    mutable std::uint32_t window_lookups_ = 0;
+    mutable std::uint32_t window_hits_ = 0;
+    mutable std::uint32_t bypass_left_ = 0;
     mutable std::uint64_t use_clock_ = 0;
     std::uint32_t epoch_ = 1;                // bumped when any cached key may change
     std::vector<std::uint32_t> word_epochs_; // bumped when keys starting with that word may
@@ -283,31 +351,45 @@ bool topic_matcher<Value>::insert(std::string_view pattern, const Value& value) 
     thread_local std::vector<std::pair<word_kind, std::string_view>> words;
     parse(pattern, words);
     std::uint32_t at = 0;
+    std::uint64_t path = detail::path_table::root_path;
     for (const auto& [kind, text] : words) {
-        if (kind == word_kind::star || kind == word_kind::hash) {
-            std::uint32_t next = kind == word_kind::star ? nodes_[at].star : nodes_[at].hash;
-            if (next == none) {
-                next = new_node();
-                (kind == word_kind::star ? nodes_[at].star : nodes_[at].hash) = next;
-            }
-            at = next;
-            continue;
-        }
-        const std::uint32_t id = words_.find(text);
-        std::uint32_t next = id == detail::word_table::unknown ? none : edges_.find(at, id);
-        if (next == none) {
-            // Each edge holds one use of its word, so the word lives as long as an edge does.
-            const std::uint32_t word = words_.acquire(text);
-            // A word new to the table changes what cached keys' words resolve to.
-            if (!cache_.empty() && id == detail::word_table::unknown) invalidate(0);
+        const std::uint64_t child = detail::path_table::child_path(path, token_hash(kind, text));
+        std::uint32_t word = pattern_word(kind, text);
+        const slot* found = word == detail::word_table::unknown ? nullptr : paths_.find(child, at, word);
+        std::uint32_t next;
+        if (found != nullptr) {
+            next = found->id();
+        } else {
             next = new_node();
-            edges_.insert(at, word, next);
-            ++nodes_[at].literal_children;
+            if (kind == word_kind::literal) {
+                // Each edge holds one use of its word, so the word lives as long as an edge does.
+                const bool new_word = word == detail::word_table::unknown;
+                word = words_.acquire(text);
+                // A word new to the table changes what cached keys' first words resolve to.
+                if (!cache_.empty() && new_word) invalidate(0);
+            }
+            try {
+                paths_.insert(child, at, word, next);
+            } catch (...) {
+                if (kind == word_kind::literal) (void)words_.release(word);
+                free_nodes_.push_back(next);
+                throw;
+            }
+            node& parent = nodes_[at];
+            if (kind == word_kind::star) {
+                parent.star = true;
+            } else if (kind == word_kind::hash) {
+                parent.hash = true;
+            } else {
+                ++parent.literal_children;
+            }
+            sync_flags(at, path);
         }
         at = next;
+        path = child;
     }
-    if (const std::uint32_t slot = find_value(at, value); slot != none) {
-        ++values_[slot].count;
+    if (const std::uint32_t slot_at = find_value(at, value); slot_at != none) {
+        ++values_[slot_at].count;
         return false;
     }
     add_value(at, value);
@@ -318,50 +400,54 @@ bool topic_matcher<Value>::insert(std::string_view pattern, const Value& value) 
 
 template <class Value>
 bool topic_matcher<Value>::erase(std::string_view pattern, const Value& value) {
+    struct step {
+        std::uint32_t parent;
+        std::uint64_t parent_path;
+        std::uint32_t word;
+    };
     thread_local std::vector<std::pair<word_kind, std::string_view>> words;
-    thread_local std::vector<std::pair<std::uint32_t, std::uint32_t>> path; // (node, word id)
+    thread_local std::vector<step> path_taken;
     parse(pattern, words);
-    path.clear();
+    path_taken.clear();
     std::uint32_t at = 0;
+    std::uint64_t path = detail::path_table::root_path;
     for (const auto& [kind, text] : words) {
-        std::uint32_t word = detail::word_table::unknown;
-        std::uint32_t next;
-        if (kind == word_kind::star) {
-            next = nodes_[at].star;
-        } else if (kind == word_kind::hash) {
-            next = nodes_[at].hash;
-        } else {
-            word = words_.find(text);
-            next = word == detail::word_table::unknown ? none : edges_.find(at, word);
-        }
-        if (next == none) return false;
-        path.emplace_back(at, word);
-        at = next;
+        const std::uint32_t word = pattern_word(kind, text);
+        if (word == detail::word_table::unknown) return false;
+        const std::uint64_t child = detail::path_table::child_path(path, token_hash(kind, text));
+        const slot* found = paths_.find(child, at, word);
+        if (found == nullptr) return false;
+        path_taken.push_back(step{at, path, word});
+        at = found->id();
+        path = child;
     }
-    const std::uint32_t slot = find_value(at, value);
-    if (slot == none) return false;
-    if (--values_[slot].count > 0) return true;
-    remove_value(at, slot);
+    const std::uint32_t slot_at = find_value(at, value);
+    if (slot_at == none) return false;
+    if (--values_[slot_at].count > 0) return true;
+    remove_value(at, slot_at);
     --size_;
-    if (!cache_.empty()) invalidate(words.empty() || words[0].first != word_kind::literal ? 0 : path[0].second);
+    if (!cache_.empty()) invalidate(words.empty() || words[0].first != word_kind::literal ? 0 : path_taken[0].word);
     // Prune nodes that no longer lead anywhere, from the leaf up.
     for (std::size_t depth = words.size(); depth > 0; --depth) {
         const node& n = nodes_[at];
-        if (n.first_value != none || n.star != none || n.hash != none || n.literal_children != 0) break;
-        const auto [parent, word] = path[depth - 1];
+        if (n.first_value != none || n.star || n.hash || n.literal_children != 0) break;
+        const step taken = path_taken[depth - 1];
+        paths_.erase(path, at);
+        node& parent = nodes_[taken.parent];
         const word_kind kind = words[depth - 1].first;
         if (kind == word_kind::star) {
-            nodes_[parent].star = none;
+            parent.star = false;
         } else if (kind == word_kind::hash) {
-            nodes_[parent].hash = none;
+            parent.hash = false;
         } else {
-            edges_.erase(parent, word);
+            --parent.literal_children;
             // A forgotten word's id may be reused: cached keys must resolve words again.
-            if (words_.release(word) && !cache_.empty()) invalidate(0);
-            --nodes_[parent].literal_children;
+            if (words_.release(taken.word) && !cache_.empty()) invalidate(0);
         }
         free_nodes_.push_back(at);
-        at = parent;
+        at = taken.parent;
+        path = taken.parent_path;
+        sync_flags(at, path);
     }
     if (sparse()) compact();
     return true;
@@ -371,8 +457,9 @@ template <class Value>
 std::uint32_t topic_matcher<Value>::find_value(std::uint32_t at, const Value& value) const noexcept {
     const node& n = nodes_[at];
     if (indexed(n)) {
-        const std::uint32_t* slot = value_index_.find(value_hash(at, value), [&](std::uint32_t s) { return values_[s].value == value; });
-        return slot == nullptr ? none : *slot;
+        const std::uint32_t* slot_at =
+            value_index_.find(value_hash(at, value), [&](std::uint32_t s) { return values_[s].value == value; });
+        return slot_at == nullptr ? none : *slot_at;
     }
     for (std::uint32_t v = n.first_value; v != none; v = values_[v].next) {
         if (values_[v].value == value) return v;
@@ -382,38 +469,38 @@ std::uint32_t topic_matcher<Value>::find_value(std::uint32_t at, const Value& va
 
 template <class Value>
 void topic_matcher<Value>::add_value(std::uint32_t at, const Value& value) {
-    std::uint32_t slot;
+    std::uint32_t slot_at;
     if (!free_values_.empty()) {
-        slot = free_values_.back();
+        slot_at = free_values_.back();
         free_values_.pop_back();
-        values_[slot] = value_entry{value, 1, nodes_[at].first_value};
+        values_[slot_at] = value_entry{value, 1, nodes_[at].first_value};
     } else {
-        slot = static_cast<std::uint32_t>(values_.size());
+        slot_at = static_cast<std::uint32_t>(values_.size());
         values_.push_back(value_entry{value, 1, nodes_[at].first_value});
     }
     node& n = nodes_[at];
-    n.first_value = slot;
+    n.first_value = slot_at;
     ++n.values;
     if (!indexed(n)) return;
     if (n.values == scanned_values + 1) { // just past the scan limit: index them all
         for (std::uint32_t v = n.first_value; v != none; v = values_[v].next) value_index_.insert(value_hash(at, values_[v].value), v);
     } else {
-        value_index_.insert(value_hash(at, value), slot);
+        value_index_.insert(value_hash(at, value), slot_at);
     }
 }
 
 template <class Value>
-void topic_matcher<Value>::remove_value(std::uint32_t at, std::uint32_t slot) {
+void topic_matcher<Value>::remove_value(std::uint32_t at, std::uint32_t slot_at) {
     node& n = nodes_[at];
     if (indexed(n)) {
         // O(1) in a singly linked list: the head's value moves into the freed slot, which
         // keeps its place, and the head goes.
-        (void)value_index_.erase(value_hash(at, values_[slot].value), [&](std::uint32_t s) { return s == slot; });
+        (void)value_index_.erase(value_hash(at, values_[slot_at].value), [&](std::uint32_t s) { return s == slot_at; });
         const std::uint32_t head = n.first_value;
-        if (slot != head) {
-            *value_index_.find(value_hash(at, values_[head].value), [&](std::uint32_t s) { return s == head; }) = slot;
-            values_[slot].value = values_[head].value;
-            values_[slot].count = values_[head].count;
+        if (slot_at != head) {
+            *value_index_.find(value_hash(at, values_[head].value), [&](std::uint32_t s) { return s == head; }) = slot_at;
+            values_[slot_at].value = values_[head].value;
+            values_[slot_at].count = values_[head].count;
         }
         n.first_value = values_[head].next;
         free_values_.push_back(head);
@@ -425,9 +512,9 @@ void topic_matcher<Value>::remove_value(std::uint32_t at, std::uint32_t slot) {
         return;
     }
     std::uint32_t* link = &n.first_value;
-    while (*link != slot) link = &values_[*link].next;
-    *link = values_[slot].next;
-    free_values_.push_back(slot);
+    while (*link != slot_at) link = &values_[*link].next;
+    *link = values_[slot_at].next;
+    free_values_.push_back(slot_at);
     --n.values;
 }
 
@@ -444,7 +531,6 @@ void topic_matcher<Value>::compact() {
     const std::vector<std::uint32_t> node_id = renumber(nodes_.size(), free_nodes_);
     const std::vector<std::uint32_t> value_id = renumber(values_.size(), free_values_);
     const std::vector<std::uint32_t> word_id = words_.compact();
-    auto node_of = [&](std::uint32_t old) { return old == none ? none : node_id[old]; };
     auto value_of = [&](std::uint32_t old) { return old == none ? none : value_id[old]; };
 
     std::vector<node> nodes;
@@ -452,8 +538,6 @@ void topic_matcher<Value>::compact() {
     for (std::size_t i = 0; i < nodes_.size(); ++i) {
         if (node_id[i] == none) continue;
         node n = nodes_[i];
-        n.star = node_of(n.star);
-        n.hash = node_of(n.hash);
         n.first_value = value_of(n.first_value);
         nodes.push_back(n);
     }
@@ -464,14 +548,14 @@ void topic_matcher<Value>::compact() {
         values.push_back(std::move(values_[i]));
         values.back().next = value_of(values.back().next);
     }
-    detail::edge_table edges;
-    edges.reset(edges_.size());
-    edges_.for_each([&](std::uint32_t parent, std::uint32_t word, std::uint32_t child) {
-        edges.insert(node_id[parent], word_id[word], node_id[child]);
+    // Path hashes come from the words' text, so the slots keep their tags: only ids change.
+    paths_.renumber([&](slot& s) {
+        s.parent = node_id[s.parent];
+        if (s.word != star_word && s.word != hash_word) s.word = word_id[s.word];
+        s.node = node_id[s.id()] | s.flags();
     });
     nodes_ = std::move(nodes);
     values_ = std::move(values);
-    edges_ = std::move(edges);
     std::vector<std::uint32_t>().swap(free_nodes_);
     std::vector<std::uint32_t>().swap(free_values_);
     value_index_.clear();
@@ -496,6 +580,11 @@ void topic_matcher<Value>::set_cache_capacity(std::size_t entries) {
     cache_.clear();
     cache_.shrink_to_fit();
     cache_.resize(capacity);
+    std::vector<std::uint64_t>(capacity / 2, 0).swap(ghosts_);
+    stats_ = {};
+    window_lookups_ = 0;
+    window_hits_ = 0;
+    bypass_left_ = 0;
 }
 
 template <class Value>
@@ -522,47 +611,73 @@ void topic_matcher<Value>::match(std::string_view key, F&& on_match) const {
         match_with(key, on_match, nested);
         return;
     }
-    if (!cache_.empty()) {
-        const std::uint64_t hash = detail::hash_bytes(key);
-        // Two-way set associative: a key may sit in either entry of its pair, so two hot
-        // keys that share a slot do not evict each other on every route.
-        cache_entry* pair = &cache_[static_cast<std::size_t>(hash) & (cache_.size() - 2)];
-        for (int way = 0; way < 2; ++way) {
-            cache_entry& e = pair[way];
-            if (e.hash == hash && e.epoch == epoch_ && e.word_epoch == word_epoch(e.first_word) &&
-                e.key.size() == key.size() && detail::equal_bytes(e.key.data(), key.data(), key.size())) {
-                e.last_use = ++use_clock_;
-                // on_match may route again: mark the scratch busy so a nested match
-                // leaves the cache alone (it could evict `e`) while we read `e`.
-                shared.in_use = true;
-                struct release_guard {
-                    match_scratch& s;
-                    ~release_guard() { s.in_use = false; }
-                } guard{shared};
-                for (const Value& v : e.values) on_match(v);
-                return;
-            }
-        }
-        // A miss: route, remembering the result in the pair's stale or least recently used
-        // entry. The entry keeps its capacity, so once warm a refill allocates nothing.
-        const bool first_stale = pair[0].epoch != epoch_ || pair[0].word_epoch != word_epoch(pair[0].first_word);
-        cache_entry& entry = first_stale || pair[0].last_use < pair[1].last_use ? pair[0] : pair[1];
-        entry.epoch = 0;
-        entry.values.clear();
-        auto remember = [&](const Value& v) {
-            entry.values.push_back(v);
-            on_match(v);
-        };
-        match_with(key, remember, shared);
-        const std::size_t dot = detail::find_dot(key.data(), key.size());
-        entry.first_word = key.empty() ? 0 : words_.find(key.substr(0, dot));
-        entry.word_epoch = word_epoch(entry.first_word);
-        entry.hash = hash;
-        entry.key.assign(key);
-        entry.epoch = epoch_;
-        return;
-    }
+    if (!cache_.empty() && match_cached(key, on_match, shared)) return;
     match_with(key, on_match, shared);
+}
+
+template <class Value>
+template <class F>
+bool topic_matcher<Value>::match_cached(std::string_view key, F& on_match, match_scratch& shared) const {
+    if (bypass_left_ > 0) { // stepping aside: see set_cache_capacity
+        --bypass_left_;
+        ++stats_.bypassed;
+        return false;
+    }
+    ++stats_.lookups;
+    if (++window_lookups_ == cache_window) {
+        if (window_hits_ * 5 < cache_window) bypass_left_ = cache_bypass_span;
+        window_lookups_ = 0;
+        window_hits_ = 0;
+    }
+    const std::uint64_t hash = detail::hash_bytes(key);
+    // Two-way set associative: a key may sit in either entry of its pair, so two hot keys
+    // that share a slot do not evict each other on every route.
+    const std::size_t pair_at = static_cast<std::size_t>(hash) & (cache_.size() / 2 - 1);
+    cache_entry* pair = &cache_[pair_at * 2];
+    for (int way = 0; way < 2; ++way) {
+        cache_entry& e = pair[way];
+        if (e.hash == hash && e.epoch == epoch_ && e.word_epoch == word_epoch(e.first_word) &&
+            e.key.size() == key.size() && detail::equal_bytes(e.key.data(), key.data(), key.size())) {
+            e.last_use = ++use_clock_;
+            ++stats_.hits;
+            ++window_hits_;
+            // on_match may route again: mark the scratch busy so a nested match leaves the
+            // cache alone (it could evict `e`) while we read `e`.
+            shared.in_use = true;
+            struct release_guard {
+                match_scratch& s;
+                ~release_guard() { s.in_use = false; }
+            } guard{shared};
+            for (const Value& v : e.values) on_match(v);
+            return true;
+        }
+    }
+    // A miss. A key stays out until it misses twice in a row at its pair: a stream of
+    // distinct keys is routed as if there were no cache, without copying each one in.
+    if (ghosts_[pair_at] != hash) {
+        ghosts_[pair_at] = hash;
+        return false;
+    }
+    // Admitted: route, remembering the result in the pair's stale or least recently used
+    // entry. The entry keeps its capacity, so once warm a refill allocates nothing.
+    ++stats_.admitted;
+    const bool first_stale = pair[0].epoch != epoch_ || pair[0].word_epoch != word_epoch(pair[0].first_word);
+    cache_entry& entry = first_stale || pair[0].last_use < pair[1].last_use ? pair[0] : pair[1];
+    entry.epoch = 0;
+    entry.values.clear();
+    auto remember = [&](const Value& v) {
+        entry.values.push_back(v);
+        on_match(v);
+    };
+    match_with(key, remember, shared);
+    const std::size_t dot = detail::find_dot(key.data(), key.size());
+    entry.first_word = key.empty() ? 0 : words_.find(key.substr(0, dot));
+    entry.word_epoch = word_epoch(entry.first_word);
+    entry.hash = hash;
+    entry.key.assign(key);
+    entry.epoch = epoch_;
+    entry.last_use = ++use_clock_;
+    return true;
 }
 
 template <class Value>
@@ -573,53 +688,84 @@ void topic_matcher<Value>::match_with(std::string_view key, F& on_match, match_s
         ~release_guard() { s.in_use = false; }
     } guard{s};
     s.in_use = true;
-    // Words no pattern uses become `unknown`: only `*` and `#` can match them.
+    // Split and hash in one pass over the key; no word is looked up in the word table.
     std::size_t count = 0;
     if (!key.empty()) {
         const char* p = key.data();
         std::size_t left = key.size();
         for (;;) {
             const std::size_t dot = detail::find_dot(p, left);
-            if (count == s.ids.size()) s.ids.resize(count + 16);
-            s.ids[count++] = words_.find(std::string_view(p, dot));
+            if (count == s.words.size()) s.words.resize(count + 16);
+            s.words[count++] = key_word{p, static_cast<std::uint32_t>(dot), unresolved,
+                                        detail::hash_bytes(std::string_view(p, dot))};
             if (dot == left) break;
             p += dot + 1;
             left -= dot + 1;
         }
     }
+    s.key_words = count;
+    // Ask for the slots of the key's literal path at once: in a trie larger than the
+    // caches their misses then overlap instead of following one another.
+    if ((root_flags_ & detail::path_table::literal_child) != 0) {
+        std::uint64_t path = detail::path_table::root_path;
+        for (std::size_t i = 0; i < count; ++i) {
+            path = detail::path_table::child_path(path, s.words[i].hash);
+            paths_.prefetch(path);
+        }
+    }
     s.seen_ready = false;
-    visit(0, s.ids.data(), count, 0, on_match, s);
+    visit(0, detail::path_table::root_path, root_flags_, 0, on_match, s);
 }
 
 template <class Value>
 template <class F>
-void topic_matcher<Value>::visit(std::uint32_t at, const std::uint32_t* ids, std::size_t count, std::size_t i,
+void topic_matcher<Value>::visit(std::uint32_t at, std::uint64_t path, std::uint32_t flags, std::size_t i,
                                  F& on_match, match_scratch& s) const {
+    using detail::path_table;
     for (;;) {
-        const node& n = nodes_[at];
-        if (n.hash != none) {
+        if ((flags & path_table::hash_child) != 0) {
             // `#` swallows zero or more words: try every split point, each only once, or
             // patterns with many `#` would explore the same suffixes exponentially often.
+            const std::uint64_t hash_path = path_table::child_path(path, hash_token);
+            const slot* hash_node = paths_.find(hash_path, at, hash_word);
             if (!s.seen_ready) {
-                s.seen.reset(count + 1);
+                s.seen.reset(s.key_words + 1);
                 s.seen_ready = true;
             }
-            for (std::size_t j = i; j <= count; ++j) {
-                if (s.seen.insert((std::uint64_t{n.hash} << 32) | j)) visit(n.hash, ids, count, j, on_match, s);
+            for (std::size_t j = i; j <= s.key_words; ++j) {
+                if (s.seen.insert((std::uint64_t{hash_node->id()} << 32) | j)) {
+                    visit(hash_node->id(), hash_path, hash_node->flags(), j, on_match, s);
+                }
             }
         }
-        if (i == count) {
-            for (std::uint32_t v = n.first_value; v != none; v = values_[v].next) on_match(values_[v].value);
+        if (i == s.key_words) {
+            for (std::uint32_t v = nodes_[at].first_value; v != none; v = values_[v].next) on_match(values_[v].value);
             return;
         }
-        const std::uint32_t literal =
-            n.literal_children != 0 && ids[i] != detail::word_table::unknown ? edges_.find(at, ids[i]) : none;
+        const slot* literal = nullptr;
+        std::uint64_t literal_path = 0;
+        if ((flags & path_table::literal_child) != 0) {
+            key_word& w = s.words[i];
+            literal_path = path_table::child_path(path, w.hash);
+            literal = paths_.find(literal_path, at, [&](std::uint32_t id) {
+                if (w.id != unresolved) return id == w.id;
+                if (id == star_word || id == hash_word || !words_.holds(id, w.text, w.size)) return false;
+                w.id = id; // this word is settled for the rest of the match
+                return true;
+            });
+        }
         // Follow one branch in this loop and recurse only when both exist.
-        if (n.star != none) {
-            if (literal != none) visit(literal, ids, count, i + 1, on_match, s);
-            at = n.star;
-        } else if (literal != none) {
-            at = literal;
+        if ((flags & path_table::star_child) != 0) {
+            const std::uint64_t star_path = path_table::child_path(path, star_token);
+            const slot* star = paths_.find(star_path, at, star_word);
+            if (literal != nullptr) visit(literal->id(), literal_path, literal->flags(), i + 1, on_match, s);
+            at = star->id();
+            path = star_path;
+            flags = star->flags();
+        } else if (literal != nullptr) {
+            at = literal->id();
+            path = literal_path;
+            flags = literal->flags();
         } else {
             return;
         }

@@ -67,4 +67,34 @@ inline std::string collapse_hash_runs(std::string_view pattern) {
     return out;
 }
 
+/// `pattern` with each run of wildcard words written as its '*'s followed by at most one
+/// '#': "a.#.*.#.b" -> "a.*.#.b". Within a run only the count of '*' and whether a '#'
+/// occurs matter, so the two mean the same, and warren::topic_matcher stores them as one
+/// pattern ("#.*" and "*.#" are one pattern to it).
+inline std::string normalise_wildcard_runs(std::string_view pattern) {
+    if (pattern.empty()) return {};
+    std::vector<std::string> out;
+    std::size_t stars = 0;
+    bool hash = false;
+    auto flush = [&] {
+        for (; stars > 0; --stars) out.emplace_back("*");
+        if (hash) out.emplace_back("#");
+        hash = false;
+    };
+    for (const std::string& w : reference_words(pattern)) {
+        if (w == "*") {
+            ++stars;
+        } else if (w == "#") {
+            hash = true;
+        } else {
+            flush();
+            out.push_back(w);
+        }
+    }
+    flush();
+    std::string joined;
+    for (std::size_t i = 0; i < out.size(); ++i) joined += (i > 0 ? "." : "") + out[i];
+    return joined;
+}
+
 } // namespace warren_test

@@ -1,6 +1,6 @@
 #pragma once
 /// @file detail/routing/flat_tables.hpp
-/// Open-addressing tables for the topic matcher: interned words and trie edges.
+/// The topic matcher's word handling: hashing, splitting, comparing and interning words.
 
 #include <cstddef>
 #include <cstdint>
@@ -111,6 +111,13 @@ public:
                 return s.id;
             }
         }
+    }
+
+    /// Whether `id` is a stored word equal to the `size` bytes at `text`.
+    [[nodiscard]] bool holds(std::uint32_t id, const char* text, std::size_t size) const noexcept {
+        if (id >= words_.size() || words_[id].uses == 0) return false;
+        const std::string& w = words_[id].text;
+        return w.size() == size && equal_bytes(w.data(), text, size);
     }
 
     /// The id of `word`, adding it if needed; counts one more use.
@@ -227,99 +234,6 @@ private:
     std::vector<slot> slots_;
     std::vector<entry> words_;
     std::vector<std::uint32_t> free_ids_;
-    std::size_t size_ = 0;
-};
-
-/// The trie's literal edges in one flat table: (parent node, word id) -> child node. One
-/// probe per step, and no per-node hash map to allocate. The table halves when less than
-/// an eighth full, so its memory follows the edges down.
-class edge_table {
-public:
-    static constexpr std::uint32_t none = UINT32_MAX;
-
-    edge_table() { slots_.assign(16, slot{}); }
-
-    [[nodiscard]] std::uint32_t find(std::uint32_t parent, std::uint32_t word) const noexcept {
-        const std::uint64_t key = make_key(parent, word);
-        const std::size_t mask = slots_.size() - 1;
-        for (std::size_t i = home(key, mask);; i = (i + 1) & mask) {
-            const slot& s = slots_[i];
-            if (s.key == key) return s.child;
-            if (s.key == empty) return none;
-        }
-    }
-    void insert(std::uint32_t parent, std::uint32_t word, std::uint32_t child) {
-        // Up to 3/4 full: the multiplicative hash spreads keys well enough for linear
-        // probing there, and a fuller table is less memory per binding.
-        if ((size_ + 1) * 4 > slots_.size() * 3) rehash(slots_.size() * 2);
-        place(slot{make_key(parent, word), child});
-        ++size_;
-    }
-    void erase(std::uint32_t parent, std::uint32_t word) {
-        const std::uint64_t key = make_key(parent, word);
-        const std::size_t mask = slots_.size() - 1;
-        std::size_t hole = home(key, mask);
-        while (slots_[hole].key != key) hole = (hole + 1) & mask;
-        for (std::size_t i = (hole + 1) & mask; slots_[i].key != empty; i = (i + 1) & mask) {
-            const std::size_t h = home(slots_[i].key, mask);
-            if (((i - h) & mask) >= ((i - hole) & mask)) {
-                slots_[hole] = slots_[i];
-                hole = i;
-            }
-        }
-        slots_[hole] = slot{};
-        --size_;
-        if (size_ * 8 < slots_.size() && slots_.size() > 16) {
-            std::size_t capacity = 16;
-            while (capacity < size_ * 2) capacity *= 2;
-            rehash(capacity);
-        }
-    }
-    /// Calls `f(parent, word, child)` for every edge, in no particular order.
-    template <class F>
-    void for_each(F&& f) const {
-        for (const slot& s : slots_) {
-            if (s.key != empty) f(static_cast<std::uint32_t>(s.key >> 32), static_cast<std::uint32_t>(s.key), s.child);
-        }
-    }
-    /// Room for `n` edges at most three quarters full, and nothing else.
-    void reset(std::size_t n) {
-        std::size_t capacity = 16;
-        while (capacity * 3 < n * 4 + 4) capacity *= 2;
-        std::vector<slot>(capacity, slot{}).swap(slots_);
-        size_ = 0;
-    }
-    [[nodiscard]] std::size_t size() const noexcept { return size_; }
-    [[nodiscard]] std::size_t memory_bytes() const noexcept { return slots_.capacity() * sizeof(slot); }
-
-private:
-    // Word ids start at 1, so a real key is never 0.
-    static constexpr std::uint64_t empty = 0;
-    struct slot {
-        std::uint64_t key = empty;
-        std::uint32_t child = none;
-    };
-    static std::uint64_t make_key(std::uint32_t parent, std::uint32_t word) noexcept {
-        return (std::uint64_t{parent} << 32) | word;
-    }
-    static std::size_t home(std::uint64_t key, std::size_t mask) noexcept {
-        return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ULL) >> 32) & mask;
-    }
-    void place(slot s) {
-        const std::size_t mask = slots_.size() - 1;
-        std::size_t i = home(s.key, mask);
-        while (slots_[i].key != empty) i = (i + 1) & mask;
-        slots_[i] = s;
-    }
-    void rehash(std::size_t capacity) {
-        std::vector<slot> old = std::move(slots_);
-        slots_.assign(capacity, slot{});
-        for (const slot& s : old) {
-            if (s.key != empty) place(s);
-        }
-    }
-
-    std::vector<slot> slots_;
     std::size_t size_ = 0;
 };
 
