@@ -223,3 +223,36 @@ TEST_CASE("topic exchange: satisfies the exchange concept under the name 'topic'
     ex.route({"a.b", props}, out);
     CHECK(std::vector<warren::destination>(out.begin(), out.end()) == std::vector<warren::destination>{e2});
 }
+
+TEST_CASE("topic exchange: the broker sums the routing cache counters of its topic exchanges", "[topic][cache]") {
+    warren::broker broker;
+    broker.declare_exchange("t1", "topic");
+    broker.declare_exchange("t2", "topic");
+    broker.declare_exchange("f", "fanout"); // no cache: counts nothing
+    broker.declare_queue("q");
+    broker.bind_queue("q", "t1", "a.*");
+    broker.bind_queue("q", "t2", "#");
+    broker.bind_queue("q", "f", "");
+    CHECK(broker.routing_cache_stats().lookups == 0);
+
+    // A key is admitted on its second miss and hit from its third route on.
+    for (int i = 0; i < 5; ++i) {
+        (void)broker.publish("t1", warren_test::msg("a.b"));
+        (void)broker.publish("t2", warren_test::msg("x"));
+        (void)broker.publish("f", warren_test::msg("anything"));
+    }
+    warren::topic_cache_stats stats = broker.routing_cache_stats();
+    CHECK(stats.lookups == 10);
+    CHECK(stats.admitted == 2);
+    CHECK(stats.hits == 6);
+    CHECK(stats.bypassed == 0);
+    CHECK(stats.hit_rate() == Approx(0.6));
+    CHECK(broker.message_count("q") == 15);
+
+    // Sizing the caches starts their counters afresh; off, nothing is counted.
+    broker.set_routing_cache_capacity(0);
+    (void)broker.publish("t1", warren_test::msg("a.b"));
+    stats = broker.routing_cache_stats();
+    CHECK(stats.lookups == 0);
+    CHECK(stats.hits == 0);
+}

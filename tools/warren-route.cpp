@@ -66,10 +66,14 @@
 //     --queues    Print what each queue holds at the end, as above.
 //     --bench     Read every message first, print the output above once, then publish
 //                 the messages over and over (cycling through them) for at least one
-//                 second and print as the last line `messages=<n> ns_per_message=<x>`:
+//                 second and print as the last line
+//                 `messages=<n> ns_per_message=<x> cache_hit_rate=<r>`:
 //                 n publishes timed, x the mean nanoseconds inside broker.publish() per
 //                 message (exchange lookup, routing, and enqueueing one shared copy on
-//                 each destination queue, with what its arguments do; refusals included).
+//                 each destination queue, with what its arguments do; refusals included),
+//                 r the share of the timed routes through topic exchanges that the
+//                 routing cache answered (three decimals; `off` with --no-cache, `n/a`
+//                 when no message went through a topic exchange).
 //                 Building the messages and purging the queues, done between timed
 //                 chunks of 4096, are not timed.
 //     --no-cache  Turn the topic routing cache off (broker.set_routing_cache_capacity(0)).
@@ -108,6 +112,7 @@
 #include <iostream>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -152,7 +157,10 @@ options:
   --queues    then print one line per queue, in declaration order: its name, a TAB,
               and the messages it holds in the order a consumer gets them
   --bench     after the output above, publish the messages over and over for at least
-              one second; the last line is: messages=<n> ns_per_message=<x>
+              one second; the last line is:
+              messages=<n> ns_per_message=<x> cache_hit_rate=<r>
+              (r: share of topic routes the routing cache answered; off, or n/a
+              when no message went through a topic exchange)
   --no-cache  turn the topic routing cache off (output is the same; --bench shows
               the cost of routing without it)
   --help      print this help
@@ -589,10 +597,28 @@ int route_stream(router& r, std::istream& in, std::ostream& out) {
     return exit_ok;
 }
 
+/// The cache's share of the timed topic routes: `cache_hit_rate=` its hits per route
+/// (three decimals), `off` with --no-cache, `n/a` when no message went through a topic
+/// exchange.
+std::string cache_hit_rate(const warren::topic_cache_stats& before, const warren::topic_cache_stats& after,
+                           bool cache_on) {
+    if (!cache_on) return "off";
+    warren::topic_cache_stats timed;
+    timed.lookups = after.lookups - before.lookups;
+    timed.hits = after.hits - before.hits;
+    timed.bypassed = after.bypassed - before.bypassed;
+    if (timed.lookups + timed.bypassed == 0) return "n/a";
+    std::ostringstream rate;
+    rate << std::fixed << std::setprecision(3) << timed.hit_rate();
+    return rate.str();
+}
+
 /// Publishes `messages` over and over for at least `minimum` of timed publishing; prints
-/// `messages=<n> ns_per_message=<x>`. See the file comment for what is timed.
+/// `messages=<n> ns_per_message=<x> cache_hit_rate=<r>`. See the file comment for what is
+/// timed.
 void bench(warren::broker& broker, const queue_names& queues, const std::vector<message_spec>& messages,
-           std::ostream& out) {
+           bool cache_on, std::ostream& out) {
+    const warren::topic_cache_stats cache_before = broker.routing_cache_stats();
     using clock = std::chrono::steady_clock;
     constexpr std::chrono::seconds minimum{1};
     constexpr std::size_t chunk = 4096;
@@ -628,12 +654,13 @@ void bench(warren::broker& broker, const queue_names& queues, const std::vector<
     const double ns = published == 0 ? 0.0
                                      : static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(timed).count()) /
                                            static_cast<double>(published);
-    out << "messages=" << published << " ns_per_message=" << std::fixed << std::setprecision(1) << ns << '\n';
+    out << "messages=" << published << " ns_per_message=" << std::fixed << std::setprecision(1) << ns
+        << " cache_hit_rate=" << cache_hit_rate(cache_before, broker.routing_cache_stats(), cache_on) << '\n';
 }
 
 /// --bench: reads every message first, so reading input is never timed; prints the output
 /// once, then times publishing.
-int run_bench(router& r, brokers& b, const queue_names& queues, bool show_queues) {
+int run_bench(router& r, brokers& b, const queue_names& queues, bool show_queues, bool cache_on) {
     std::vector<message_spec> messages;
     std::string line;
     for (std::size_t number = 1;; ++number) {
@@ -656,7 +683,7 @@ int run_bench(router& r, brokers& b, const queue_names& queues, bool show_queues
     }
     r.flush(std::cout);
     if (show_queues) print_queue_contents(b.topology, queues, std::cout);
-    bench(b.topology, queues, messages, std::cout);
+    bench(b.topology, queues, messages, cache_on, std::cout);
     return exit_ok;
 }
 
@@ -704,7 +731,7 @@ int run(int argc, char** argv) {
     if (const int status = load_topology(topology, b, queues); status >= 0) return status;
     router r(b, queues, show_queues);
 
-    if (bench_mode) return run_bench(r, b, queues, show_queues);
+    if (bench_mode) return run_bench(r, b, queues, show_queues, !no_cache);
     const int status = route_stream(r, std::cin, std::cout);
     if (status == exit_ok && show_queues) print_queue_contents(b.topology, queues, std::cout);
     return status;

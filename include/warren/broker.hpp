@@ -361,6 +361,19 @@ public:
         });
     }
 
+    /// What the routing caches of all exchanges did since they were last sized, summed:
+    /// lookups, hits, admissions, and routes that went past a cache stepping aside (see
+    /// topic_matcher::set_cache_capacity). single_threaded only. Owner thread.
+    [[nodiscard]] topic_cache_stats routing_cache_stats() const
+        requires(!Policy::thread_safe)
+    {
+        topic_cache_stats total;
+        vhost_.exchanges().for_each([&](const exchange_node& x) {
+            if (x.impl) total += x.impl->cache_stats();
+        });
+        return total;
+    }
+
     /// Gives back the memory kept for reusing message nodes on the calling thread. Under
     /// single_threaded each thread keeps the nodes of the messages it let go of, as many
     /// as it ever had in flight at once, so a frame loop stops allocating once warm;

@@ -25,6 +25,8 @@ public:
     /// Sizes the routing cache (0 turns it off); see topic_matcher::set_cache_capacity.
     /// The broker calls it only under single_threaded, since a cached match writes.
     void set_cache_capacity(std::size_t entries) { matcher_.set_cache_capacity(entries); }
+    /// What the routing cache did since it was sized; see topic_matcher::cache_stats.
+    [[nodiscard]] const topic_cache_stats& cache_stats() const noexcept { return matcher_.cache_stats(); }
 
 private:
     topic_matcher<destination> matcher_;

@@ -2,14 +2,16 @@
 # tools/CMakeLists.txt; run as
 #   cmake -DTOOL=<warren-route> -DTOPOLOGY=<file> -DMESSAGES=<file> [-DARGS=a,b]
 #         [-DEXPECTED=<file>] [-DEXIT=<status>] [-DSTDERR_REGEX=<regex>]
-#         [-DSTDOUT_REGEX=<regex>] [-DBENCH=ON] -P run_route_test.cmake
+#         [-DSTDOUT_REGEX=<regex>] [-DBENCH=ON [-DBENCH_CACHE=<regex>]] -P run_route_test.cmake
 #
 #   EXPECTED      stdout must equal this file (with BENCH, all of stdout but its last line)
 #   EXIT          the exit status wanted (default 0)
 #   STDERR_REGEX  stderr, without its final newline, must match; without it stderr
 #                 must be empty
 #   STDOUT_REGEX  stdout must match (for --help)
-#   BENCH         the last stdout line must read messages=<n> ns_per_message=<x>, n > 0
+#   BENCH         the last stdout line must read
+#                 messages=<n> ns_per_message=<x> cache_hit_rate=<r>, n > 0
+#   BENCH_CACHE   r must match this regex (default: a rate, off or n/a)
 #   ARGS          options before TOPOLOGY, separated by commas
 
 foreach(var TOOL MESSAGES)
@@ -63,8 +65,13 @@ if(BENCH)
     math(EXPR start "${newline} + 1")
     string(SUBSTRING "${body}" ${start} -1 last)
     string(SUBSTRING "${body}" 0 ${start} checked)
-    if(NOT last MATCHES "^messages=[1-9][0-9]* ns_per_message=[0-9]+\\.[0-9]$")
-        string(APPEND failures "last line '${last}' is not messages=<n> ns_per_message=<x>\n")
+    if(NOT DEFINED BENCH_CACHE)
+        set(BENCH_CACHE "[01]\\.[0-9][0-9][0-9]|off|n/a")
+    endif()
+    if(NOT last MATCHES "^messages=[1-9][0-9]* ns_per_message=[0-9]+\\.[0-9] cache_hit_rate=(.*)$")
+        string(APPEND failures "last line '${last}' is not messages=<n> ns_per_message=<x> cache_hit_rate=<r>\n")
+    elseif(NOT CMAKE_MATCH_1 MATCHES "^(${BENCH_CACHE})$")
+        string(APPEND failures "cache_hit_rate=${CMAKE_MATCH_1} does not match ${BENCH_CACHE}\n")
     endif()
 endif()
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "../../exchange.hpp"
+#include "../../stats.hpp"
 
 namespace warren::detail {
 
@@ -26,6 +27,8 @@ public:
     virtual void route(const routing_view& msg, destination_list& out) const = 0;
     /// Sizes the routing cache of exchange types that have one; others ignore it.
     virtual void set_cache_capacity(std::size_t entries) = 0;
+    /// What that cache did since it was sized; zeros for types without one.
+    [[nodiscard]] virtual topic_cache_stats cache_stats() const = 0;
 
 private:
     bool routes_once_;
@@ -41,6 +44,10 @@ public:
     void route(const routing_view& msg, destination_list& out) const override { impl_.route(msg, out); }
     void set_cache_capacity([[maybe_unused]] std::size_t entries) override {
         if constexpr (requires { impl_.set_cache_capacity(entries); }) impl_.set_cache_capacity(entries);
+    }
+    [[nodiscard]] topic_cache_stats cache_stats() const override {
+        if constexpr (requires { impl_.cache_stats(); }) return impl_.cache_stats();
+        else return {};
     }
 
 private:
