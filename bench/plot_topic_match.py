@@ -4,8 +4,8 @@
     plot_topic_match.py [JSON] [PNG] [--tables] [--warm WARM_JSON] [--time cpu_time|real_time]
 
 Writes PNG (default docs/bench/topic_match.png next to the JSON): median ns per route
-against the number of bindings, log-log, selective workload, for warren (cache off and
-cache hit), the plain trie and the naive matcher. With --tables it also prints the
+against the number of bindings, log-log, for the selective and the distinct workloads:
+warren (cache off, the default cache, a cache hit), the plain trie and the naive matcher. With --tables it also prints the
 Markdown tables that docs/benchmarks.md shows. Needs python3-matplotlib (Debian).
 """
 
@@ -16,11 +16,13 @@ import sys
 
 MATCHERS = [  # (name in the benchmark, label)
     ("warren_cache_off", "warren, cache off"),
+    ("warren_cache_on", "warren, default cache"),
     ("warren_cache_hit", "warren, cache hit"),
     ("plain_trie", "plain trie"),
     ("naive", "naive"),
 ]
-WORKLOADS = ["selective", "wildcard", "fanout"]
+WORKLOADS = ["selective", "wildcard", "fanout", "distinct"]
+BIND_WORKLOADS = ["selective", "wildcard"]  # fanout and distinct bind the selective patterns
 TARGETS = {1_000: 60, 10_000: 100, 100_000: 200, 1_000_000: 400}  # ns per route, selective
 
 
@@ -76,24 +78,26 @@ def plot(results, field, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for matcher, label in MATCHERS:
-        pts = [(n, ns(results[("route", "selective", matcher, n)], field))
-               for n in sizes_of(results, "route", "selective")
-               if ("route", "selective", matcher, n) in results]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-    # The issue's targets (cache off; a cache hit: 15 ns at every size).
-    ax.plot(list(TARGETS), list(TARGETS.values()), color="grey", linestyle="--", linewidth=1,
-            label="target, cache off")
-    ax.axhline(15, color="grey", linestyle=":", linewidth=1, label="target, cache hit")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("bindings")
-    ax.set_ylabel(f"ns per route (median, {field.replace('_', ' ')})")
-    ax.set_title("Topic routing, selective workload (lower is better)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for ax, workload in zip(axes, ("selective", "distinct")):
+        for matcher, label in MATCHERS:
+            pts = [(n, ns(results[("route", workload, matcher, n)], field))
+                   for n in sizes_of(results, "route", workload)
+                   if ("route", workload, matcher, n) in results]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        # The issue's targets (cache off; a cache hit: 15 ns at every size).
+        ax.plot(list(TARGETS), list(TARGETS.values()), color="grey", linestyle="--", linewidth=1,
+                label="target, cache off")
+        ax.axhline(15, color="grey", linestyle=":", linewidth=1, label="target, cache hit")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bindings")
+        ax.set_title(f"{workload} workload" + (" (131,072 keys, mostly distinct)" if workload == "distinct" else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel(f"ns per route (median, {field.replace('_', ' ')})")
+    fig.suptitle("Topic routing (lower is better)")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     print(f"wrote {png}", file=sys.stderr)
@@ -107,15 +111,19 @@ def tables(context, results, warm, field):
         if not sizes:
             continue
         print(f"Route, {workload} workload: ns per route\n")
-        print("| bindings | " + " | ".join(label for _, label in MATCHERS) + " | trie / warren | naive / warren |")
-        print("|---:|" + "---:|" * (len(MATCHERS) + 2))
+        print("| bindings | " + " | ".join(label for _, label in MATCHERS)
+              + " | trie / warren | naive / warren | default cache / off | hit rate |")
+        print("|---:|" + "---:|" * (len(MATCHERS) + 4))
         for n in sizes:
             row = {m: ns(results[("route", workload, m, n)], field) if ("route", workload, m, n) in results else None
                    for m, _ in MATCHERS}
             base = row["warren_cache_off"]
             ratio = lambda m: fmt_ratio(row[m] / base) if row[m] and base else "-"
+            on = results.get(("route", workload, "warren_cache_on", n))
+            slower = f"{(row['warren_cache_on'] / base - 1) * 100:+.1f}%" if on and base else "-"
+            rate = f"{on['cache_hit_rate']:.2f}" if on and "cache_hit_rate" in on else "-"
             print(f"| {fmt_size(n)} | " + " | ".join(fmt_ns(row[m]) for m, _ in MATCHERS)
-                  + f" | {ratio('plain_trie')} | {ratio('naive')} |")
+                  + f" | {ratio('plain_trie')} | {ratio('naive')} | {slower} | {rate} |")
         print()
     for kind in ("bind", "unbind"):
         # The warm-heap run (bind only) repeats bind with glibc keeping freed memory.
@@ -124,7 +132,7 @@ def tables(context, results, warm, field):
         print("| workload | bindings | " + " | ".join(f"{m}{suffix}" for m in ("warren", "plain trie")
                                                    for _, suffix in variants) + " | trie / warren |")
         print("|---|---:|" + "---:|" * (2 * len(variants) + 1))
-        for w in WORKLOADS[:2]:
+        for w in BIND_WORKLOADS:
             for n in sizes_of(results, kind, w):
                 cells = []
                 per = {}
@@ -141,7 +149,7 @@ def tables(context, results, warm, field):
     print("| workload | bindings | warren memory_bytes() | warren memory_bytes() − text | warren heap | "
           "plain trie heap | naive heap | text |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for w in WORKLOADS[:2]:
+    for w in BIND_WORKLOADS:
         for n in sizes_of(results, "memory", w):
             fast = results.get(("memory", w, "warren", n), {})
             trie = results.get(("memory", w, "plain_trie", n), {})

@@ -71,12 +71,15 @@ constexpr std::size_t sizes[] = {1'000, 10'000, 100'000, 1'000'000};
 // The naive matcher costs O(bindings) per route: beyond this it would dominate the run.
 constexpr std::size_t naive_max_bindings = 100'000;
 constexpr std::size_t key_count = 4096;      // keys routed in turn; a power of two
+constexpr std::size_t distinct_key_count = 131072; // the distinct workload's keys, mostly unrepeated
 constexpr std::size_t hit_key_count = 256;   // keys repeated for the cache-hit runs
 // warren's cache is two-way set associative: three hit keys that share a pair would evict
 // each other on every pass. 256 keys in 4,096 entries put three in one pair for some
 // workloads here; in 65,536 entries none do, so every route of the hit runs is a hit.
 constexpr std::size_t cache_capacity = 65536;
 constexpr std::size_t fanout_matches = 1000;
+// The cache size a broker gives each topic exchange (basic_broker::default_routing_cache_capacity).
+constexpr std::size_t default_cache_capacity = 1024;
 
 // ---------------------------------------------------------------------------
 // Workloads. Deterministic (own generator, no std distributions), so every run and every
@@ -125,13 +128,14 @@ std::string join(const std::vector<std::string>& words) {
     return s;
 }
 
-enum class workload { selective, wildcard, fanout };
+enum class workload { selective, wildcard, fanout, distinct };
 
 const char* workload_name(workload w) {
     switch (w) {
     case workload::selective: return "selective";
     case workload::wildcard: return "wildcard";
     case workload::fanout: return "fanout";
+    case workload::distinct: return "distinct";
     }
     return "?";
 }
@@ -147,7 +151,7 @@ struct workload_data {
 /// (a) selective: 4-word keys, 100 words per level; bindings 90% literal, 6% with one `*`
 /// (at a random position), 4% `w.w.w.#`; half the keys copy a literal binding, half are
 /// random words.
-void make_selective(std::size_t n, std::uint64_t seed, workload_data& d) {
+void make_selective(std::size_t n, std::uint64_t seed, workload_data& d, std::size_t keys = key_count) {
     rng r{seed};
     std::vector<std::size_t> literal;
     for (std::size_t i = 0; i < n; ++i) {
@@ -164,7 +168,7 @@ void make_selective(std::size_t n, std::uint64_t seed, workload_data& d) {
         d.patterns.push_back(join(w));
     }
     rng k{seed ^ 0x5eed};
-    for (std::size_t i = 0; i < key_count; ++i) {
+    for (std::size_t i = 0; i < keys; ++i) {
         if (i % 2 == 0 && !literal.empty()) {
             d.keys.push_back(d.patterns[literal[k.below(literal.size())]]);
         } else {
@@ -266,6 +270,9 @@ workload_data make_workload(workload w, std::size_t n) {
     case workload::selective: make_selective(n, seed, d); break;
     case workload::wildcard: make_wildcard(n, seed, d); break;
     case workload::fanout: make_fanout(n, seed, d); break;
+    // (d) distinct: the selective bindings, routed with 131,072 keys, most of them routed
+    // once per pass: what a routing cache cannot help and must not slow down.
+    case workload::distinct: make_selective(n, seed, d, distinct_key_count); break;
     }
     d.hit_keys.assign(d.keys.begin(), d.keys.begin() + static_cast<std::ptrdiff_t>(std::min(hit_key_count, d.keys.size())));
     for (const std::string& p : d.patterns) d.text_bytes += p.size();
@@ -335,7 +342,7 @@ struct fixture {
         trie = build_counted<trie_matcher>(data, trie_heap);
         auto slow = build_counted<naive_matcher>(data, naive_heap);
         // Past naive_max_bindings the naive matcher checks a sample: it is O(n) per key.
-        const std::size_t naive_keys = bindings <= naive_max_bindings ? data.keys.size() : 64;
+        const std::size_t naive_keys = bindings <= naive_max_bindings ? std::min(data.keys.size(), key_count) : 64;
         std::size_t matched = 0;
         std::size_t deliveries = 0;
         for (std::size_t i = 0; i < data.keys.size(); ++i) {
@@ -352,9 +359,10 @@ struct fixture {
             matched += expected.empty() ? 0 : 1;
             deliveries += expected.size();
         }
-        // The cache must answer what the trie walk answers, on the miss and on the hit.
+        // The cache must answer what the trie walk answers, on the miss and on the hit (a
+        // key is admitted on its second miss, so the third pass hits).
         fast->set_cache_capacity(cache_capacity);
-        for (int pass = 0; pass < 2; ++pass) {
+        for (int pass = 0; pass < 3; ++pass) {
             for (const std::string& key : data.hit_keys) {
                 if (results(*fast, key) != results(*trie, key)) {
                     std::fprintf(stderr, "MISMATCH %s/%zu key '%s': warren's cache (pass %d) differs\n",
@@ -389,11 +397,12 @@ fixture& get_fixture(workload w, std::size_t n) {
 // ---------------------------------------------------------------------------
 // Benchmarks
 // ---------------------------------------------------------------------------
-enum class matcher_kind { warren_cache_off, warren_cache_hit, plain_trie, naive };
+enum class matcher_kind { warren_cache_off, warren_cache_on, warren_cache_hit, plain_trie, naive };
 
 const char* matcher_name(matcher_kind m) {
     switch (m) {
     case matcher_kind::warren_cache_off: return "warren_cache_off";
+    case matcher_kind::warren_cache_on: return "warren_cache_on";
     case matcher_kind::warren_cache_hit: return "warren_cache_hit";
     case matcher_kind::plain_trie: return "plain_trie";
     case matcher_kind::naive: return "naive";
@@ -426,9 +435,21 @@ void bm_route(benchmark::State& state, workload w, matcher_kind kind) {
         f.fast->set_cache_capacity(0);
         route_loop(state, *f.fast, f.data.keys);
         break;
+    case matcher_kind::warren_cache_on: {
+        // The broker's default cache on the workload's own keys: what a user gets without
+        // tuning. The hit rate is reported beside the time.
+        f.fast->set_cache_capacity(default_cache_capacity);
+        route_loop(state, *f.fast, f.data.keys);
+        const warren::topic_cache_stats& stats = f.fast->cache_stats();
+        state.counters["cache_hit_rate"] = stats.hit_rate();
+        state.counters["cache_bypassed"] =
+            static_cast<double>(stats.bypassed) / static_cast<double>(std::max<std::uint64_t>(stats.lookups + stats.bypassed, 1));
+        f.fast->set_cache_capacity(0);
+        break;
+    }
     case matcher_kind::warren_cache_hit:
         f.fast->set_cache_capacity(cache_capacity);
-        for (int pass = 0; pass < 2; ++pass) {
+        for (int pass = 0; pass < 2; ++pass) { // admitted on the second miss
             for (const std::string& k : f.data.hit_keys) f.fast->match(k, [](value_type) {});
         }
         route_loop(state, *f.fast, f.data.hit_keys);
@@ -498,17 +519,19 @@ void bm_memory(benchmark::State& state, workload w, matcher_kind kind) {
 
 void register_all() {
     using benchmark::RegisterBenchmark;
-    const workload all[] = {workload::selective, workload::wildcard, workload::fanout};
+    const workload all[] = {workload::selective, workload::wildcard, workload::fanout, workload::distinct};
     for (workload w : all) {
         const std::string wn = workload_name(w);
         for (std::size_t n : sizes) {
             const auto arg = static_cast<std::int64_t>(n);
-            for (matcher_kind m : {matcher_kind::warren_cache_off, matcher_kind::warren_cache_hit,
-                                   matcher_kind::plain_trie, matcher_kind::naive}) {
+            for (matcher_kind m : {matcher_kind::warren_cache_off, matcher_kind::warren_cache_on,
+                                   matcher_kind::warren_cache_hit, matcher_kind::plain_trie, matcher_kind::naive}) {
                 if (m == matcher_kind::naive && n > naive_max_bindings) continue;
+                // The distinct keys are there for the cache; its hit run repeats a few of them.
+                if (w == workload::distinct && (m == matcher_kind::warren_cache_hit || m == matcher_kind::naive)) continue;
                 RegisterBenchmark(("route/" + wn + "/" + matcher_name(m)).c_str(), bm_route, w, m)->Arg(arg);
             }
-            if (w == workload::fanout) continue; // its bindings are the selective ones
+            if (w == workload::fanout || w == workload::distinct) continue; // their bindings are the selective ones
             RegisterBenchmark(("bind/" + wn + "/warren").c_str(), bm_bind<warren_matcher>, w)->Arg(arg);
             RegisterBenchmark(("bind/" + wn + "/plain_trie").c_str(), bm_bind<trie_matcher>, w)->Arg(arg);
             RegisterBenchmark(("unbind/" + wn + "/warren").c_str(), bm_unbind<warren_matcher>, w)->Arg(arg);
