@@ -80,12 +80,13 @@ def plot(results, field, png):
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for ax, workload in zip(axes, ("selective", "distinct")):
-        for matcher, label in MATCHERS:
+        for index, (matcher, label) in enumerate(MATCHERS):
             pts = [(n, ns(results[("route", workload, matcher, n)], field))
                    for n in sizes_of(results, "route", workload)
                    if ("route", workload, matcher, n) in results]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label,
+                        color=f"C{index}")  # one colour per matcher in both panels
         # The targets (cache off; a cache hit: 15 ns at every size).
         ax.plot(list(TARGETS), list(TARGETS.values()), color="grey", linestyle="--", linewidth=1,
                 label="target, cache off")
