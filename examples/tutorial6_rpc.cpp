@@ -1,23 +1,28 @@
-// RabbitMQ tutorial 6, "Remote procedure call (RPC)", on warren.
+// RabbitMQ tutorial 6, "Remote procedure call (RPC)", on warren's rpc_server and rpc_client.
 // https://www.rabbitmq.com/tutorials/tutorial-six-python
 //
-// rpc_server consumes "rpc_queue" (prefetch 1, manual acks), computes fib(n) and publishes
-// the answer to the default exchange with routing key = the request's reply_to and the
-// request's correlation_id. The client declares an exclusive server-named callback queue,
-// sends requests carrying reply_to and a fresh correlation_id, and waits for the reply
-// whose correlation_id matches, discarding any other (the tutorial's "why ignore unknown
-// correlation ids" case is shown with a stale reply).
+// The server (warren::rpc_server) consumes "rpc_queue" (prefetch 1, manual acks), computes
+// fib(n) and publishes the answer to the default exchange with routing key = the
+// request's reply_to and the request's correlation_id, then acks the request. The client
+// (warren::rpc_client) declares an exclusive server-named callback queue, sends requests
+// carrying reply_to and a fresh correlation_id, and takes the reply whose correlation_id
+// matches, ignoring (and counting) any other: the tutorial's "why ignore unknown
+// correlation ids" case is shown with a stale reply.
 //
 // Client and server share one single-threaded broker: where the Python client calls
-// connection.process_data_events(), this one calls broker.dispatch(), which runs the
-// server's callback and then the client's.
+// connection.process_data_events(), call_and_wait() calls broker.dispatch(), which runs
+// the server's callback and then the client's.
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include <warren/patterns/rpc_client.hpp>
+#include <warren/patterns/rpc_server.hpp>
 #include <warren/warren.hpp>
 
 namespace {
@@ -27,74 +32,54 @@ std::uint64_t fib(std::uint64_t n) { return n < 2 ? n : fib(n - 1) + fib(n - 2);
 /// rpc_server.py
 class fibonacci_rpc_server {
 public:
-    explicit fibonacci_rpc_server(warren::broker& broker) : broker_(broker) {
-        broker_.declare_queue("rpc_queue");
-        subscription_ = broker_.subscribe(
-            "rpc_queue", [this](warren::delivery& request) { on_request(request); },
-            {.ack = warren::ack_mode::manual, .prefetch = 1});
+    explicit fibonacci_rpc_server(warren::broker& broker)
+        : server_(declared(broker), "rpc_queue", [](const warren::delivery& request) { return on_request(request); },
+                  {.prefetch = 1}) {
         std::cout << " [x] Awaiting RPC requests\n";
     }
 
 private:
-    void on_request(warren::delivery& request) {
+    static warren::broker& declared(warren::broker& broker) {
+        broker.declare_queue("rpc_queue");
+        return broker;
+    }
+    static std::string on_request(const warren::delivery& request) {
         const auto n = std::stoull(request.body());
         std::cout << " [.] fib(" << n << ")\n";
-        const auto& props = request.properties();
-        if (props.reply_to) {
-            warren::message reply{.routing_key = *props.reply_to, .body = std::to_string(fib(n))};
-            reply.properties.correlation_id = props.correlation_id;
-            (void)broker_.publish("", std::move(reply));
-        }
-        request.ack();
+        return std::to_string(fib(n));
     }
 
-    warren::broker& broker_;
-    warren::subscription subscription_;
+    warren::rpc_server<warren::broker> server_;
 };
 
 /// rpc_client.py
 class fibonacci_rpc_client {
 public:
-    explicit fibonacci_rpc_client(warren::broker& broker)
-        : broker_(broker), callback_queue_(broker.declare_queue("", {.exclusive = true})) {
-        subscription_ = broker_.subscribe(callback_queue_, [this](warren::delivery& d) { on_response(d); });
-    }
+    explicit fibonacci_rpc_client(warren::broker& broker) : client_(broker) {}
 
-    [[nodiscard]] const std::string& callback_queue() const noexcept { return callback_queue_; }
+    [[nodiscard]] const std::string& callback_queue() const noexcept { return client_.reply_queue(); }
 
-    /// Sends fib(n) and waits for its answer; nothing if none arrives.
+    /// Sends fib(n) and waits for its answer; nothing if none arrives in time.
     std::optional<std::uint64_t> call(std::uint64_t n) {
-        response_.reset();
-        corr_id_ = "corr-" + std::to_string(++calls_); // the tutorial uses uuid4(); unique per call is what matters
-        warren::message request{.routing_key = "rpc_queue", .body = std::to_string(n)};
-        request.properties.reply_to = callback_queue_;
-        request.properties.correlation_id = corr_id_;
-        (void)broker_.publish("", std::move(request));
-        // process_data_events(), bounded: the answer arrives within the first pass.
-        for (int pass = 0; pass < 10 && !response_; ++pass) broker_.dispatch();
-        if (!response_) return std::nullopt;
-        return std::stoull(*response_);
+        const std::size_t ignored_before = client_.unknown_replies();
+        std::optional<std::uint64_t> answer;
+        try {
+            answer = std::stoull(client_.call_and_wait("", "rpc_queue", std::to_string(n), std::chrono::seconds(5)).body);
+        } catch (const warren::error& e) {
+            std::cout << " [!] " << e.what() << '\n';
+        }
+        if (client_.unknown_replies() != ignored_before) {
+            std::cout << " [!] ignored " << client_.unknown_replies() - ignored_before
+                      << " reply with an unknown correlation_id\n";
+        }
+        return answer;
     }
 
-    int ignored = 0; // replies whose correlation_id was not ours
+    /// Replies whose correlation_id was not ours.
+    [[nodiscard]] std::size_t ignored() const { return client_.unknown_replies(); }
 
 private:
-    void on_response(warren::delivery& d) {
-        if (d.properties().correlation_id == corr_id_) {
-            response_ = d.body();
-        } else {
-            std::cout << " [!] ignoring a reply with unknown correlation_id '"
-                      << d.properties().correlation_id.value_or("(none)") << "'\n";
-            ++ignored;
-        }
-    }
-
-    warren::broker& broker_;
-    std::string callback_queue_;
-    warren::subscription subscription_;
-    std::optional<std::string> response_;
-    std::string corr_id_;
-    int calls_ = 0;
+    warren::rpc_client<warren::broker> client_;
 };
 
 } // namespace
@@ -121,7 +106,7 @@ int main() {
     std::cout << " [x] Requesting fib(10)\n";
     const auto fib10 = client.call(10);
     std::cout << " [.] Got " << (fib10 ? std::to_string(*fib10) : "nothing") << '\n';
-    ok &= fib10 == 55U && client.ignored == 1;
+    ok &= fib10 == 55U && client.ignored() == 1;
 
     const auto stats = broker.queue_stats("rpc_queue");
     ok &= stats.acked == 2 && stats.unacked == 0 && stats.ready == 0;
