@@ -1,6 +1,8 @@
 // Topology and publishing of basic_broker: exchanges, queues, bindings, the default
 // exchange, exchange-to-exchange bindings, and the errors RabbitMQ gives for each.
 
+#include <iterator>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -185,6 +187,31 @@ TEMPLATE_TEST_CASE("broker: names and keys over 255 bytes are precondition_faile
               "406 PRECONDITION_FAILED - binding key of 256 bytes exceeds the limit of 255");
         CHECK(b.publish("x", msg(longest)) == 1);
     }
+}
+
+TEMPLATE_TEST_CASE("broker: a short-string property over 255 bytes is precondition_failed, naming it", "[broker]",
+                   warren::broker, warren::concurrent_broker) {
+    // AMQP carries these properties as short strings: no client could send a longer one,
+    // so a message that holds one is refused before it is routed.
+    TestType b;
+    const auto q = b.declare_queue("q");
+    using property = std::optional<std::string> warren::properties::*;
+    const std::pair<property, const char*> short_strings[] = {
+        {&warren::properties::content_type, "content_type"}, {&warren::properties::content_encoding, "content_encoding"},
+        {&warren::properties::correlation_id, "correlation_id"}, {&warren::properties::reply_to, "reply_to"},
+        {&warren::properties::message_id, "message_id"},     {&warren::properties::type, "type"},
+        {&warren::properties::user_id, "user_id"},           {&warren::properties::app_id, "app_id"}};
+    for (const auto& [member, name] : short_strings) {
+        CAPTURE(name);
+        auto longest = msg(q);
+        longest.properties.*member = std::string(255, 'p');
+        CHECK(b.publish("", std::move(longest)) == 1);
+        auto too_long = msg(q);
+        too_long.properties.*member = std::string(256, 'p');
+        CHECK(error_of([&] { (void)b.publish("", std::move(too_long)); }) ==
+              std::string("406 PRECONDITION_FAILED - property ") + name + " of 256 bytes exceeds the limit of 255");
+    }
+    CHECK(b.message_count(q) == std::size(short_strings)); // the refused ones left no trace
 }
 
 TEMPLATE_TEST_CASE("broker: the amq.* exchanges are predeclared and route", "[broker][exchange]", warren::broker,

@@ -199,3 +199,14 @@ TEMPLATE_TEST_CASE("clock: TTLs and x-expires near the ends of the clock neither
     CHECK(b.expire() == 0); // a millisecond later than publishing: ten years are not over
     CHECK(b.message_count("q") == 1);
 }
+
+TEMPLATE_TEST_CASE("clock: a broker's time_source is the clock it was made with", "[clock][broker]", warren::broker,
+                   warren::concurrent_broker) {
+    warren::manual_clock time;
+    const TestType with_manual(time);
+    CHECK(&with_manual.time_source() == &time);
+    time.advance(std::chrono::seconds(3));
+    CHECK(with_manual.time_source().now().time_since_epoch() == std::chrono::seconds(3));
+    const TestType with_default;
+    CHECK(&with_default.time_source() == &warren::steady_clock::instance());
+}

@@ -46,7 +46,7 @@ TEMPLATE_TEST_CASE("rpc_client: a reply reaches the call's callback with its cor
     warren::manual_clock time;
     TestType b(time);
     auto server = echo_by_hand(b, "rpc_queue");
-    warren::rpc_client client(b, time);
+    warren::rpc_client client(b);
     REQUIRE(client.reply_queue().starts_with("amq.gen-"));
     CHECK(b.has_queue(client.reply_queue()));
 
@@ -72,7 +72,7 @@ TEMPLATE_TEST_CASE("rpc_client: two calls get their own replies, in whatever ord
     warren::manual_clock time;
     TestType b(time);
     b.declare_queue("requests");
-    warren::rpc_client client(b, time, {.replies = warren::rpc_replies::dispatched});
+    warren::rpc_client client(b, {.replies = warren::rpc_replies::dispatched});
     std::vector<std::string> first;
     std::vector<std::string> second;
     const auto a = client.call("", "requests", "a", 1s, [&](warren::rpc_result<> r) { first.push_back(r.reply().body); });
@@ -92,7 +92,7 @@ TEMPLATE_TEST_CASE("rpc_client: a reply with an unknown correlation id is ignore
     warren::manual_clock time;
     TestType b(time);
     b.declare_queue("requests");
-    warren::rpc_client client(b, time);
+    warren::rpc_client client(b);
     int calls = 0;
     const auto cid = client.call("", "requests", "x", 1s, [&](const warren::rpc_result<>&) { ++calls; });
     reply_as(b, client, "corr-from-an-earlier-life", "999");
@@ -115,7 +115,7 @@ TEMPLATE_TEST_CASE("rpc_client: a call times out on the broker's clock with a cl
     warren::manual_clock time;
     TestType b(time);
     b.declare_queue("slow");
-    warren::rpc_client client(b, time);
+    warren::rpc_client client(b);
     std::optional<warren::rpc_result<>> outcome;
     const auto cid = client.call("", "slow", "x", 100ms, [&](warren::rpc_result<> r) { outcome.emplace(std::move(r)); });
     time.advance(99ms);
@@ -139,7 +139,7 @@ TEMPLATE_TEST_CASE("rpc_client: a late reply after the timeout is dropped and co
     warren::manual_clock time;
     TestType b(time);
     b.declare_queue("slow");
-    warren::rpc_client client(b, time, {.replies = warren::rpc_replies::dispatched});
+    warren::rpc_client client(b, {.replies = warren::rpc_replies::dispatched});
     std::vector<bool> outcomes;
     const auto cid = client.call("", "slow", "x", 100ms, [&](const warren::rpc_result<>& r) { outcomes.push_back(r.ok()); });
 
@@ -202,7 +202,7 @@ TEMPLATE_TEST_CASE("rpc_client: a throwing callback leaves the client consistent
     warren::manual_clock time;
     TestType b(time);
     b.declare_queue("q");
-    warren::rpc_client client(b, time, {.replies = warren::rpc_replies::dispatched});
+    warren::rpc_client client(b, {.replies = warren::rpc_replies::dispatched});
     int ran = 0;
     const auto thrower = [&](const warren::rpc_result<>&) {
         ++ran;
@@ -263,7 +263,7 @@ TEST_CASE("rpc_client: call_and_wait with a clock that stands still fails at onc
     warren::manual_clock time;
     warren::broker b(time);
     b.declare_queue("nobody-serves");
-    warren::rpc_client client(b, time);
+    warren::rpc_client client(b);
     try {
         (void)client.call_and_wait("", "nobody-serves", "x", 1s);
         FAIL("call_and_wait returned without a reply");

@@ -33,7 +33,7 @@ TEST_CASE("rpc (threads): call_for on concurrent_broker returns the reply served
     warren::rpc_server server(b, "rpc_queue", echo);
     const auto replies = GENERATE(warren::rpc_replies::synchronous, warren::rpc_replies::dispatched);
     CAPTURE(static_cast<int>(replies));
-    warren::rpc_client client(b, warren::steady_clock::instance(), {.replies = replies});
+    warren::rpc_client client(b, {.replies = replies});
     warren_test::dispatchers<warren::concurrent_broker> running(b, 1);
     for (int i = 0; i < 50; ++i) {
         const auto reply = client.call_for("", "rpc_queue", std::to_string(i), 5s);
@@ -66,7 +66,7 @@ TEST_CASE("rpc (threads): call_for on a manual clock times out when another thre
     warren::manual_clock time;
     warren::concurrent_broker b(time);
     b.declare_queue("rpc_queue");
-    warren::rpc_client client(b, time);
+    warren::rpc_client client(b);
     std::atomic<bool> failed{false};
     joining_thread caller([&] {
         try {
@@ -91,7 +91,7 @@ TEST_CASE("rpc (threads): call_async's future gets the reply or the timeout erro
     b.declare_queue("rpc_queue");
     b.declare_queue("silent");
     warren::rpc_server server(b, "rpc_queue", echo);
-    warren::rpc_client client(b, time);
+    warren::rpc_client client(b);
     warren_test::dispatchers<warren::concurrent_broker> running(b, 1);
     auto answered = client.call_async("", "rpc_queue", "a", 5s);
     auto unanswered = client.call_async("", "silent", "b", 5s);
@@ -124,7 +124,7 @@ TEST_CASE("rpc (threads): concurrent calls from several threads each get their o
     warren::rpc_server server(b, "rpc_queue", echo, {.prefetch = 4});
     const auto replies = GENERATE(warren::rpc_replies::synchronous, warren::rpc_replies::dispatched);
     CAPTURE(static_cast<int>(replies));
-    warren::rpc_client client(b, warren::steady_clock::instance(), {.replies = replies});
+    warren::rpc_client client(b, {.replies = replies});
     warren_test::dispatchers<warren::concurrent_broker> running(b, 2);
     std::atomic<int> wrong{0};
     std::atomic<int> right{0};

@@ -171,7 +171,14 @@ TEMPLATE_TEST_CASE("rpc_server: a reply the broker refuses has its request rejec
                    "[rpc][rpc_server]", warren::broker, warren::concurrent_broker) {
     TestType b;
     b.declare_queue("rpc_queue");
-    warren::rpc_server server(b, "rpc_queue", [](const typename TestType::delivery& d) { return "re:" + d.body(); });
+    b.declare_queue("answers");
+    // The handler's reply carries an expiration that is not a number: publishing it is
+    // refused (PRECONDITION_FAILED), after the handler returned.
+    warren::rpc_server server(b, "rpc_queue", [](const typename TestType::delivery& d) {
+        typename TestType::message_type reply{.routing_key = {}, .body = "re:" + d.body()};
+        reply.properties.expiration = "soon";
+        return reply;
+    });
     std::vector<std::string> errors;
     b.set_error_handler([&](const auto& failure) {
         try {
@@ -180,13 +187,13 @@ TEMPLATE_TEST_CASE("rpc_server: a reply the broker refuses has its request rejec
             errors.emplace_back(e.what());
         }
     });
-    // A reply_to longer than a routing key may be: publishing the reply is refused.
-    request(b, "rpc_queue", "1", std::string(300, 'r'), "c-1");
+    request(b, "rpc_queue", "1", "answers", "c-1");
     (void)b.dispatch();
     REQUIRE(errors.size() == 1);
     CHECK(errors[0].find("PRECONDITION_FAILED") != std::string::npos);
     CHECK(server.failures() == 1);
     CHECK(server.handled() == 0);
+    CHECK(b.message_count("answers") == 0);
     const auto stats = b.queue_stats("rpc_queue");
     CHECK(stats.unacked == 0);
     CHECK(stats.ready == 0);

@@ -398,6 +398,10 @@ public:
 
     // -- observation ---------------------------------------------------------------------
 
+    /// The clock the broker reads time from (the one it was made with, or the steady
+    /// clock), for code that must agree with its TTLs, e.g. rpc_client's timeouts.
+    /// Thread-safe.
+    [[nodiscard]] const clock& time_source() const noexcept { return *clock_; }
     /// Ready messages in `queue`, after removing expired ones at its head. Unknown queue:
     /// not_found.
     [[nodiscard]] std::size_t message_count(std::string_view queue) const;

@@ -114,9 +114,8 @@ struct rpc_null_lock {
 /// reply_to and subscribed to: RabbitMQ's direct reply-to, `amq.rabbitmq.reply-to`, could
 /// take its place once the broker has it.)
 ///
-/// Timeouts are measured on the clock given to the constructor, which should be the
-/// broker's (the broker does not expose it): a warren::manual_clock makes them
-/// deterministic. An overdue call fails with a warren::error (resource_error) when
+/// Timeouts are measured on the broker's clock (basic_broker::time_source()), so with a
+/// warren::manual_clock they follow simulation time and tests are deterministic. An overdue call fails with a warren::error (resource_error) when
 /// expire() runs, when any reply arrives, and in the blocking calls.
 ///
 /// Destroying the client ends its subscription first (under concurrent_broker this waits
@@ -145,10 +144,10 @@ public:
     /// What receives a call's outcome.
     using reply_handler = std::function<void(result)>;
 
-    /// Declares the reply queue and subscribes to it. `time` is where timeouts are read
-    /// (pass the broker's clock); it must outlive the client.
-    explicit rpc_client(Broker& owner, const clock& time = steady_clock::instance(), rpc_client_options options = {})
-        : broker_(owner), clock_(time), reply_queue_(owner.declare_queue("", {.exclusive = true})),
+    /// Declares the reply queue and subscribes to it. Timeouts are read from the broker's
+    /// clock (basic_broker::time_source()).
+    explicit rpc_client(Broker& owner, rpc_client_options options = {})
+        : broker_(owner), clock_(owner.time_source()), reply_queue_(owner.declare_queue("", {.exclusive = true})),
           prefix_(reply_queue_ + ".") {
         const bool synchronous = options.replies == rpc_replies::synchronous ||
                                  (options.replies == rpc_replies::by_policy && Broker::policy_type::thread_safe);
@@ -180,7 +179,7 @@ public:
 
     /// Sends `body` to `exchange` with `routing_key`, reply_to and a fresh correlation_id,
     /// and returns that id. `on_reply` runs once with the reply or with the error that ended
-    /// the call: a timeout after `timeout` on the client's clock, or no_route (312) before
+    /// the call: a timeout after `timeout` on the broker's clock, or no_route (312) before
     /// call() returns when no queue took the request. It runs where the reply is consumed
     /// (inside dispatch(), or inside the server's publish with synchronous replies), or in
     /// whatever fails the call (expire(), a later reply's arrival). Its exceptions go where
@@ -215,7 +214,7 @@ public:
     }
 
     /// Sends as call() does and blocks until the reply, which it returns, or until
-    /// `timeout` has passed on the client's clock, when it throws the timeout error (and a
+    /// `timeout` has passed on the broker's clock, when it throws the timeout error (and a
     /// reply coming later is counted late). Replies must reach the client meanwhile:
     /// through its synchronous consumer (the default on concurrent_broker), or another
     /// thread's dispatch(). It checks the clock at least every 10 ms of wall time, so with a
@@ -252,7 +251,7 @@ public:
     }
 
     /// Sends as call() does and dispatches the broker until the reply, which it returns,
-    /// or until `timeout` has passed on the client's clock, when it throws the timeout
+    /// or until `timeout` has passed on the broker's clock, when it throws the timeout
     /// error. dispatch() runs every consumer's callbacks, as the Python client's
     /// process_data_events() does. It never hangs: once a dispatch() delivers nothing, only
     /// time can bring a reply (a TTL's dead letter), so with a clock that stands still
@@ -292,7 +291,7 @@ public:
         }
     }
 
-    /// Fails the calls whose timeout has passed on the client's clock, each with its
+    /// Fails the calls whose timeout has passed on the broker's clock, each with its
     /// timeout error, and returns how many. Their callbacks run here; if some throw, every
     /// one still runs and the first exception is rethrown. Thread-safe on
     /// concurrent_broker.

@@ -39,8 +39,8 @@ struct rpc_server_options {
 /// (its properties kept, its routing key and correlation_id replaced). A request without
 /// reply_to is handled and acked with no reply (without_reply_to()). A reply that no queue
 /// takes (the client is gone) still acks the request (unroutable_replies()). A handler
-/// that throws, or a reply the broker refuses (a reply_to over 255 bytes): the request is
-/// rejected without requeue, or requeued with
+/// that throws, or a reply the broker refuses (say, an expiration that is not a number):
+/// the request is rejected without requeue, or requeued with
 /// rpc_server_options::requeue_on_error, then the exception goes on as a consumer
 /// callback's does (to the broker's error handler, or out of dispatch()); the server
 /// stays subscribed and serves the next request. The queue must exist.
@@ -106,8 +106,8 @@ private:
         }
     }
 
-    /// A failure anywhere (the handler, or publishing its reply, e.g. to a reply_to longer
-    /// than a routing key may be) settles the request before the exception goes on.
+    /// A failure anywhere (the handler, or publishing its reply) settles the request
+    /// before the exception goes on.
     void serve(delivery& request) {
 #if WARREN_EXCEPTIONS
         try {

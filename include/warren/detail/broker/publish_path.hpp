@@ -7,6 +7,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -46,6 +48,22 @@ public:
                  router_type& dead_letters) noexcept
         : exchanges_(&exchanges), queues_(&queues), dead_letters_(&dead_letters) {}
 
+    /// Refuses what AMQP cannot carry: a short-string property over 255 bytes (no client
+    /// could encode it, so RabbitMQ never sees one, and the bridge could not forward it) or
+    /// a headers table validate_table refuses. precondition_failed, naming the property.
+    static void validate_properties(const properties& p) {
+        const std::pair<const std::optional<std::string>*, std::string_view> short_strings[] = {
+            {&p.content_type, "property content_type"}, {&p.content_encoding, "property content_encoding"},
+            {&p.correlation_id, "property correlation_id"}, {&p.reply_to, "property reply_to"},
+            {&p.expiration, "property expiration"},     {&p.message_id, "property message_id"},
+            {&p.type, "property type"},                 {&p.user_id, "property user_id"},
+            {&p.app_id, "property app_id"}};
+        for (const auto& [value, what] : short_strings) {
+            if (*value) check_length(**value, what);
+        }
+        validate_table(p.headers, "message headers");
+    }
+
     /// Routes `msg` and pushes it into the queues routed to; an unroutable message stays in
     /// the caller's parts for return(). The stored message goes to `stored`, which the
     /// caller keeps until its lock is released. With a `memo` (a single-threaded
@@ -55,7 +73,7 @@ public:
     confirmation route_and_push(exchange_node_type& exchange, outgoing& msg, ref_ptr<node_type>& stored,
                                 route_memo* memo = nullptr, std::uint64_t version = 0) {
         check_length(msg.routing_key, "routing key");
-        if (msg.set_properties != nullptr) validate_table(msg.set_properties->headers, "message headers");
+        if (msg.set_properties != nullptr) validate_properties(*msg.set_properties);
         check_not_internal(exchange);
         std::optional<std::chrono::milliseconds> ttl; // RabbitMQ checks it before routing
         if (msg.set_properties != nullptr && msg.set_properties->expiration) {
