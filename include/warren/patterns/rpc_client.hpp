@@ -295,7 +295,14 @@ public:
     /// timeout error, and returns how many. Their callbacks run here; if some throw, every
     /// one still runs and the first exception is rethrown. Thread-safe on
     /// concurrent_broker.
-    std::size_t expire() { return run_all(take_overdue(clock_.now())); }
+    std::size_t expire() {
+        std::vector<ended_call> ended;
+        {
+            std::lock_guard guard(lock_);
+            take_overdue(clock_.now(), ended);
+        }
+        return run_all(std::move(ended));
+    }
 
     /// The reply queue's name (reply_to of every request). Thread-safe.
     [[nodiscard]] const std::string& reply_queue() const noexcept { return reply_queue_; }
@@ -435,33 +442,32 @@ private:
         (void)dropped;
     }
 
+    /// Ends call `id`, if still pending, with the error `what` (counted as a timeout) into
+    /// `ended`; lock held.
+    void time_out(std::uint64_t id, std::string_view what, std::vector<ended_call>& ended) {
+        auto call = extract(id);
+        if (!call) return;
+        ++timeouts_;
+        ended.push_back({std::move(call->on_reply), result(failure(id, *call, what))});
+    }
+
     /// Fails one call with `what` if it is still pending (counted as a timeout).
     void fail_call(std::uint64_t id, std::string_view what) {
         std::vector<ended_call> ended;
         {
             std::lock_guard guard(lock_);
-            auto call = extract(id);
-            if (!call) return;
-            ++timeouts_;
-            ended.push_back({std::move(call->on_reply), result(failure(id, *call, what))});
+            time_out(id, what, ended);
         }
         (void)run_all(std::move(ended));
     }
 
     void expire_call(std::uint64_t id) { fail_call(id, "got no reply in time"); }
 
-    /// The overdue calls, removed, with their timeout errors.
-    std::vector<ended_call> take_overdue(clock::time_point now) {
-        std::vector<ended_call> ended;
-        std::lock_guard guard(lock_);
+    /// Ends the calls overdue at `now` into `ended`; lock held.
+    void take_overdue(clock::time_point now, std::vector<ended_call>& ended) {
         while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-            const std::uint64_t id = deadlines_.begin()->second;
-            auto call = extract(id);
-            if (!call) continue;
-            ++timeouts_;
-            ended.push_back({std::move(call->on_reply), result(failure(id, *call, "got no reply in time"))});
+            time_out(deadlines_.begin()->second, "got no reply in time", ended);
         }
-        return ended;
     }
 
     /// Runs every handler with its outcome, no lock held; rethrows the first exception once
@@ -501,10 +507,11 @@ private:
     /// deadline is late), then the reply's call gets it.
     void on_reply(delivery& d) {
         const clock::time_point now = clock_.now();
-        std::vector<ended_call> ended = take_overdue(now);
+        const auto id = parse(d.properties().correlation_id);
+        std::vector<ended_call> ended;
         {
-            const auto id = parse(d.properties().correlation_id);
             std::lock_guard guard(lock_);
+            take_overdue(now, ended);
             std::optional<pending_call> call;
             if (id) call = extract(*id);
             if (call) {

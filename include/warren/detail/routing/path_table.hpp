@@ -7,8 +7,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include "../core/hash_index.hpp"
-
 namespace warren::detail {
 
 /// The nodes of a topic trie below its root, each in a 16-byte slot of one open-addressing
