@@ -88,8 +88,8 @@ rabbitmq_stage() {
     # The gcc preset's build directory; only the differential tests are built here.
     local dir="$root/build/gcc/tests/differential"
     cmake --preset gcc
-    cmake --build --preset gcc -j2 --target routing_differential queue_differential consumer_differential
-    "$root/tests/differential/run.sh" "$dir/routing_differential" -- "$dir/queue_differential" -- "$dir/consumer_differential"
+    cmake --build --preset gcc -j2 --target routing_differential queue_differential consumer_differential reply_to_differential
+    "$root/tests/differential/run.sh" "$dir/routing_differential" -- "$dir/queue_differential" -- "$dir/consumer_differential" -- "$dir/reply_to_differential"
 }
 
 run_stage() {

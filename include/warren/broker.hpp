@@ -40,6 +40,7 @@ class topic_exchange;
 #endif
 #include "detail/broker/dead_letter_router.hpp"
 #include "detail/broker/declare_rules.hpp"
+#include "detail/broker/direct_reply_to.hpp"
 #include "detail/broker/dispatcher.hpp"
 #include "detail/broker/publish_path.hpp"
 #include "detail/broker/snapshot.hpp"
@@ -159,10 +160,16 @@ public:
 
     /// Declares a queue and returns its name; an empty name gets a generated one
     /// (`amq.gen-...`). Redeclaring with the same options does nothing; with others it is
-    /// precondition_failed (406).
+    /// precondition_failed (406). As in RabbitMQ, declaring "amq.rabbitmq.reply-to", or a
+    /// reply address while its requester consumes, creates nothing and returns the name
+    /// (whatever the options); a reply address whose requester left is not_found.
     std::string declare_queue(std::string_view name = {}, const queue_options& options = {});
-    /// Whether a queue of that name exists (a passive declare).
+    /// Whether a queue of that name exists (a passive declare). The direct reply-to
+    /// pseudo-queue "amq.rabbitmq.reply-to" always does, and a reply address
+    /// ("amq.rabbitmq.reply-to.<token>") while its requester consumes: RabbitMQ's way for a
+    /// responder to check that the requester is still there before working for it.
     [[nodiscard]] bool has_queue(std::string_view name) const {
+        if (name == detail::direct_reply_to_queue) return true;
         shared_lock lock(topology_);
         return vhost_.queue_slots().contains(name);
     }
@@ -294,6 +301,26 @@ public:
 
     /// Subscribes `fn` to `queue`. The callback runs inside dispatch(); the subscription
     /// lasts as long as the returned handle. An empty tag gets a generated one.
+    ///
+    /// RabbitMQ's direct reply-to: subscribing to the pseudo-queue "amq.rabbitmq.reply-to"
+    /// (which is never declared) makes a reply consumer. A message published with reply_to
+    /// = "amq.rabbitmq.reply-to" then has it rewritten to this consumer's address,
+    /// "amq.rabbitmq.reply-to.<token>" (the handle's queue()); a responder publishes its
+    /// reply to the default exchange with that routing key, and the reply goes to this
+    /// callback alone. warren has no channels, so the consumer tag stands for the channel:
+    /// the publish names the tag in publish_options::reply_consumer, or names none when
+    /// there is a single reply consumer. Replies are at most once: settled as they are
+    /// handed out (a callback that throws does not get its reply again), never requeued,
+    /// and dropped once the subscription ends (then publishing to its address routes to
+    /// nothing, and a new subscription gets a new address). Refused, as RabbitMQ refuses
+    /// them (precondition_failed): ack_mode::manual ("reply consumer cannot acknowledge"),
+    /// a second reply consumer with the same tag ("reply consumer already set"), and
+    /// publishing reply_to = "amq.rabbitmq.reply-to" with no reply consumer, or naming a
+    /// tag that has none ("fast reply consumer does not exist") or, with several, naming
+    /// none. The pseudo-queue and the addresses cannot be bound to, got from (try_get),
+    /// purged or counted (not_found), deleting them does nothing, and they do not appear in
+    /// snapshot(). consumer_options::synchronous works as for a queue; exclusive, prefetch
+    /// and priority mean nothing for a reply consumer.
     [[nodiscard]] subscription subscribe(std::string_view queue, callback fn, consumer_options options = {});
     /// Subscribes `fn`, which takes one alternative `Event` of a std::variant body, as
     /// `fn(const Event&)` or `fn(const Event&, delivery&)`: one index test per message; a
@@ -467,9 +494,27 @@ private:
     }
     /// Removes the expired heads of `queue` and routes their dead letters.
     void expire_heads(queue_type& queue) const;
+    /// The queue named `name`; not_found if none, and for the direct reply-to names, which
+    /// name no queue a user may take from or count.
     [[nodiscard]] detail::ref_ptr<queue_type> find_queue_ref(std::string_view name) const {
+        if (detail::names_direct_reply_to(name)) [[unlikely]] {
+            detail::raise(reply_code::not_found, "no queue " + detail::quoted(name));
+        }
         shared_lock lock(topology_);
         return vhost_.find_queue(name);
+    }
+    /// subscribe() to "amq.rabbitmq.reply-to": a reply consumer, on a private auto-delete
+    /// queue named by its address (see subscribe).
+    subscription subscribe_direct_reply_to(callback fn, consumer_options options);
+    /// A publish's reply_to of "amq.rabbitmq.reply-to" becomes the address of the reply
+    /// consumer `options` names, in RabbitMQ's order: after the exchange's checks, before
+    /// routing. Topology lock held (shared).
+    void rewrite_direct_reply_to(const exchange_node& exchange, outgoing& msg, const publish_options& options) const {
+        std::optional<std::string>& reply_to = msg.set_properties->reply_to;
+        if (*reply_to != detail::direct_reply_to_queue) return;
+        detail::check_length(msg.routing_key, "routing key");
+        publishing_.check_not_internal(exchange);
+        *reply_to = direct_replies_.resolve(options.reply_consumer);
     }
     /// The queue named `name` (not_found if none), its expired heads removed.
     [[nodiscard]] detail::ref_ptr<queue_type> expired_queue(std::string_view name) const {
@@ -488,6 +533,7 @@ private:
     // A cached route writes to the cache, so only a single-threaded broker has one.
     std::size_t routing_cache_capacity_ = Policy::thread_safe ? 0 : default_routing_cache_capacity;
     typename Policy::template atomic<std::uint64_t> next_consumer_id_{0};
+    detail::direct_reply_consumers direct_replies_; // guarded by topology_
 };
 
 // ---------------------------------------------------------------------------------------
@@ -534,6 +580,10 @@ void basic_broker<Message, Policy>::delete_exchange(std::string_view name, bool 
 template <message_type Message, threading_policy Policy>
 std::string basic_broker<Message, Policy>::declare_queue(std::string_view name, const queue_options& options) {
     detail::check_length(name, "queue name");
+    if (detail::names_direct_reply_to(name)) [[unlikely]] { // RabbitMQ: a passive declare, whatever the options
+        if (!has_queue(name)) detail::raise(reply_code::not_found, "no queue " + detail::quoted(name));
+        return std::string(name);
+    }
     detail::validate_table(options.arguments, "queue arguments");
     const detail::deferred_release::scope releases_after_unlock; // a queue list a dispatch let go of
     unique_lock lock(topology_);
@@ -552,6 +602,7 @@ std::size_t basic_broker<Message, Policy>::purge_queue(std::string_view name) {
 
 template <message_type Message, threading_policy Policy>
 std::size_t basic_broker<Message, Policy>::delete_queue(std::string_view name, const queue_delete_options& options) {
+    if (detail::names_direct_reply_to(name)) [[unlikely]] return 0; // not a queue: its consumer stays
     // Its messages, consumers and the queue itself go once the lock is released.
     const detail::deferred_release::scope releases_after_unlock;
     {
@@ -589,6 +640,9 @@ void basic_broker<Message, Policy>::change_binding(bool add, std::string_view so
     const detail::deferred_release::scope releases_after_unlock; // an auto-deleted exchange
     unique_lock lock(topology_);
     exchange_node& from = vhost_.exchanges().get(source);
+    if (target_kind == destination::kind::queue && detail::names_direct_reply_to(target)) [[unlikely]] {
+        detail::raise(reply_code::not_found, "no queue " + detail::quoted(target)); // not a queue
+    }
     const std::uint32_t index = target_kind == destination::kind::queue ? vhost_.queue_slots().index_of(target)
                                                                        : vhost_.exchanges().get(target).index;
     vhost_.change_binding(add, from, destination(target_kind, index), key, arguments);
@@ -610,6 +664,9 @@ confirmation basic_broker<Message, Policy>::publish_to(exchange_node* exchange, 
         {
             shared_lock lock(topology_);
             node = publishing_exchange(exchange, name);
+            if (msg.set_properties != nullptr && msg.set_properties->reply_to) [[unlikely]] {
+                rewrite_direct_reply_to(*node, msg, options);
+            }
             typename synchronous::collecting noting_synchronous_receivers(dispatcher_);
             outcome = publishing_.route_and_push(*node, msg, stored, memo, vhost_.version());
             noting_synchronous_receivers.keep();
@@ -704,11 +761,58 @@ auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback f
     -> subscription {
     WARREN_ASSERT(static_cast<bool>(fn), "subscribe needs a callback");
     detail::check_length(options.tag, "consumer tag");
+    if (queue == detail::direct_reply_to_queue) [[unlikely]] {
+        return subscribe_direct_reply_to(std::move(fn), std::move(options));
+    }
     detail::ref_ptr<queue_type> target = find_queue_ref(queue);
     const std::uint64_t id = next_consumer_id_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (options.tag.empty()) options.tag = vhost_.consumer_tag(id);
     std::string tag = options.tag;
     target->add_consumer(id, std::move(options), std::move(fn));
+    return subscription(this, std::move(target), id, std::move(tag));
+}
+
+template <message_type Message, threading_policy Policy>
+auto basic_broker<Message, Policy>::subscribe_direct_reply_to(callback fn, consumer_options options) -> subscription {
+    // A reply is settled as it is handed out: there is no queue to return it to.
+    if (options.ack != ack_mode::automatic) {
+        detail::raise(reply_code::precondition_failed, "reply consumer cannot acknowledge");
+    }
+    const std::uint64_t id = next_consumer_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (options.tag.empty()) options.tag = vhost_.consumer_tag(id);
+    options.exclusive = false; // its private queue has no other consumer anyway
+    options.prefetch = 0;      // meaningless without acks
+    std::string tag = options.tag;
+    const std::string address = vhost_.reply_address(id);
+    // If what follows throws, the private queue and its address go again (with the
+    // topology lock taken anew: the lock below is released first).
+    struct undo_unless_subscribed {
+        basic_broker& broker;
+        const std::string& address;
+        bool made = false;
+        bool subscribed = false;
+        ~undo_unless_subscribed() {
+            if (!made || subscribed) return;
+            const detail::deferred_release::scope releases_after_unlock;
+            unique_lock lock(broker.topology_);
+            broker.direct_replies_.remove_address(address);
+            broker.moving_cursor([&](std::size_t& cursor) { (void)broker.vhost_.delete_queue(address, {}, cursor); });
+        }
+    } undo{*this, address};
+    detail::ref_ptr<queue_type> target;
+    {
+        const detail::deferred_release::scope releases_after_unlock;
+        unique_lock lock(topology_);
+        direct_replies_.check_free(tag);
+        // auto_delete: it goes with its consumer (consumer_ended), and its address with it.
+        target = vhost_.add_private_queue(address, {.auto_delete = true});
+        undo.made = true;
+        direct_replies_.add(tag, address);
+    }
+    // A request rewritten from here on is answered into the private queue, where the reply
+    // waits for the consumer added next.
+    target->add_consumer(id, std::move(options), std::move(fn));
+    undo.subscribed = true;
     return subscription(this, std::move(target), id, std::move(tag));
 }
 
@@ -721,6 +825,11 @@ void basic_broker<Message, Policy>::consumer_ended(queue_type& queue, dead_lette
     // Another thread may have subscribed since the last consumer left: then the queue is in
     // use again and stays, as in RabbitMQ (no on_cancel can throw into this noexcept path).
     moving_cursor([&](std::size_t& cursor) { vhost_.delete_if_unused(queue, cursor); });
+    // A direct reply-to consumer's private queue (which no one else can subscribe to) went
+    // with it: replies to its address now route to nothing.
+    if (detail::names_direct_reply_to(queue.name())) [[unlikely]] {
+        direct_replies_.remove_address(queue.name());
+    }
 }
 
 template <message_type Message, threading_policy Policy>
@@ -741,7 +850,8 @@ queue_counters basic_broker<Message, Policy>::queue_stats(std::string_view queue
 template <message_type Message, threading_policy Policy>
 topology_snapshot basic_broker<Message, Policy>::snapshot() const {
     shared_lock lock(topology_);
-    return detail::take_snapshot(vhost_.exchanges(), vhost_.queue_slots(), vhost_.bindings());
+    return detail::take_snapshot(vhost_.exchanges(), vhost_.queue_slots(), vhost_.bindings(),
+                                 [](std::string_view queue) { return !detail::names_direct_reply_to(queue); });
 }
 
 template <message_type Message, threading_policy Policy>

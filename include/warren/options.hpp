@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "field_table.hpp"
 
@@ -91,6 +92,12 @@ struct publish_options {
     /// An unroutable message goes back to the return handler (reply 312 NO_ROUTE)
     /// instead of being dropped.
     bool mandatory = false;
+    /// RabbitMQ's direct reply-to: the consumer tag of the subscription to
+    /// "amq.rabbitmq.reply-to" whose address the broker writes into the reply_to of a
+    /// message that sets reply_to = "amq.rabbitmq.reply-to" (warren has no channels, so
+    /// the tag says which requester asks). Empty: the only such subscription. Read only
+    /// for such a message; see basic_broker::subscribe.
+    std::string_view reply_consumer{};
 };
 
 } // namespace warren

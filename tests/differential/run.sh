@@ -5,7 +5,7 @@
 #
 # Usage: tests/differential/run.sh [BINARY [ARGS...] [-- BINARY [ARGS...]]...]
 #   Without arguments: build/gcc/tests/differential/routing_differential, then
-#   queue_differential, then consumer_differential. ARGS go to the binary before
+#   queue_differential, then consumer_differential, then reply_to_differential. ARGS go to the binary before
 #   them (e.g. --seeds 1,2,3; --help lists them).
 # Needs the Debian packages rabbitmq-server and librabbitmq-dev.
 #
@@ -22,7 +22,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # The commands, one per array element, each its words joined by \x1f (unit separator).
 commands=()
 if (($# == 0)); then
-    for name in routing_differential queue_differential consumer_differential; do
+    for name in routing_differential queue_differential consumer_differential reply_to_differential; do
         commands+=("$root/build/gcc/tests/differential/$name")
     done
 else

@@ -2,7 +2,8 @@
 /// @file patterns/rpc_client.hpp
 /// rpc_client: request/reply over a broker (RabbitMQ tutorial 6), built on the public
 /// broker API only. A request carries reply_to and a correlation_id; the reply comes back
-/// to the client's exclusive reply queue and finds its call by the correlation_id.
+/// to the client's exclusive reply queue, or with direct reply-to straight to its reply
+/// consumer, and finds its call by the correlation_id.
 
 #include <algorithm>
 #include <chrono>
@@ -93,6 +94,13 @@ enum class rpc_replies : std::uint8_t {
 struct rpc_client_options {
     /// Whether the reply queue's consumer is synchronous (see rpc_replies).
     rpc_replies replies = rpc_replies::by_policy;
+    /// RabbitMQ's direct reply-to: no reply queue is declared; the client consumes the
+    /// pseudo-queue "amq.rabbitmq.reply-to" and its requests carry reply_to =
+    /// "amq.rabbitmq.reply-to", which the broker rewrites to the client's address. Replies
+    /// are then at most once: one that comes after the client is destroyed is dropped (the
+    /// server's publish routes to nothing), and one whose callback throws is not delivered
+    /// again.
+    bool direct_reply_to = false;
 };
 
 namespace detail {
@@ -107,12 +115,13 @@ struct rpc_null_lock {
 /// to its call.
 ///
 /// The constructor declares an exclusive, server-named reply queue (`amq.gen-...`) and
-/// subscribes to it with automatic acks. Correlation ids are the reply queue's name, a
-/// dot and a counter, so they are unique per client; a reply whose id this client never
-/// issued is ignored (unknown_replies()), a reply to a call that already ended (timed out,
-/// or answered before) is dropped (late_replies()). (The reply queue is only named in
-/// reply_to and subscribed to: RabbitMQ's direct reply-to, `amq.rabbitmq.reply-to`, could
-/// take its place once the broker has it.)
+/// subscribes to it with automatic acks; with rpc_client_options::direct_reply_to it
+/// declares nothing and consumes RabbitMQ's pseudo-queue `amq.rabbitmq.reply-to` instead
+/// (see basic_broker::subscribe), each request naming the client's consumer tag in
+/// publish_options::reply_consumer, so any number of clients share one broker.
+/// Correlation ids are reply_queue(), a dot and a counter, so they are unique per client;
+/// a reply whose id this client never issued is ignored (unknown_replies()), a reply to a
+/// call that already ended (timed out, or answered before) is dropped (late_replies()).
 ///
 /// Timeouts are measured on the broker's clock (basic_broker::time_source()), so with a
 /// warren::manual_clock they follow simulation time and tests are deterministic. An overdue call fails with a warren::error (resource_error) when
@@ -125,7 +134,7 @@ struct rpc_null_lock {
 /// The broker must outlive the client.
 /// @code
 /// warren::broker broker;
-/// warren::rpc_client client(broker);
+/// warren::rpc_client client(broker);  // or (broker, {.direct_reply_to = true})
 /// client.call("", "rpc_queue", "30", std::chrono::seconds(1), [](warren::rpc_result<> r) { ... });
 /// broker.dispatch();                    // the server answers, then the callback runs
 /// auto reply = client.call_and_wait("", "rpc_queue", "10", std::chrono::seconds(1));
@@ -144,17 +153,28 @@ public:
     /// What receives a call's outcome.
     using reply_handler = std::function<void(result)>;
 
-    /// Declares the reply queue and subscribes to it. Timeouts are read from the broker's
-    /// clock (basic_broker::time_source()).
+    /// Declares the reply queue and subscribes to it, or with direct reply-to subscribes to
+    /// "amq.rabbitmq.reply-to". Timeouts are read from the broker's clock
+    /// (basic_broker::time_source()).
     explicit rpc_client(Broker& owner, rpc_client_options options = {})
-        : broker_(owner), clock_(owner.time_source()), reply_queue_(owner.declare_queue("", {.exclusive = true})),
-          prefix_(reply_queue_ + ".") {
+        : broker_(owner), clock_(owner.time_source()), direct_(options.direct_reply_to) {
         const bool synchronous = options.replies == rpc_replies::synchronous ||
                                  (options.replies == rpc_replies::by_policy && Broker::policy_type::thread_safe);
-        subscription_ = broker_.subscribe(
-            reply_queue_, [this](delivery& d) { on_reply(d); }, {.synchronous = synchronous});
+        // No reply can come before the first request, which follows the prefix being set.
+        if (direct_) {
+            subscription_ = broker_.subscribe(
+                direct_reply_to_queue, [this](delivery& d) { on_reply(d); }, {.synchronous = synchronous});
+            reply_queue_ = subscription_.queue(); // the address the broker writes into reply_to
+        } else {
+            reply_queue_ = owner.declare_queue("", {.exclusive = true});
+            subscription_ = broker_.subscribe(
+                reply_queue_, [this](delivery& d) { on_reply(d); }, {.synchronous = synchronous});
+        }
+        prefix_ = reply_queue_ + ".";
     }
-    /// Ends the subscription, drops the pending calls and deletes the reply queue.
+    /// Ends the subscription, drops the pending calls and deletes the reply queue (with
+    /// direct reply-to there is none: replies to the client's address are dropped from then
+    /// on).
     ~rpc_client() {
         subscription_.release();
         {
@@ -165,6 +185,7 @@ public:
                 deadlines_.clear();
             }
         } // the callbacks, user objects, are destroyed with no lock held
+        if (direct_) return;
 #if WARREN_EXCEPTIONS
         try {
             (void)broker_.delete_queue(reply_queue_);
@@ -304,8 +325,13 @@ public:
         return run_all(std::move(ended));
     }
 
-    /// The reply queue's name (reply_to of every request). Thread-safe.
+    /// Where replies are published (with the default exchange): the reply queue's name,
+    /// the reply_to of every request; with direct reply-to the client's address
+    /// (`amq.rabbitmq.reply-to.<token>`), which the broker writes into each request's
+    /// reply_to in place of `amq.rabbitmq.reply-to`. Thread-safe.
     [[nodiscard]] const std::string& reply_queue() const noexcept { return reply_queue_; }
+    /// Whether the client uses direct reply-to. Thread-safe.
+    [[nodiscard]] bool direct_reply_to() const noexcept { return direct_; }
     /// Calls waiting for their reply. Thread-safe on concurrent_broker.
     [[nodiscard]] std::size_t pending() const {
         std::lock_guard guard(lock_);
@@ -331,6 +357,8 @@ public:
 
 private:
     using lock_type = std::conditional_t<Broker::policy_type::thread_safe, std::mutex, detail::rpc_null_lock>;
+    /// RabbitMQ's direct reply-to pseudo-queue.
+    static constexpr std::string_view direct_reply_to_queue = "amq.rabbitmq.reply-to";
 
     struct pending_call {
         std::string exchange;
@@ -392,18 +420,21 @@ private:
         }
         std::string cid = correlation_id(id);
         message_type request{.routing_key = std::string(routing_key), .body = std::move(body)};
-        request.properties.reply_to = reply_queue_;
+        request.properties.reply_to = direct_ ? std::string(direct_reply_to_queue) : reply_queue_;
         request.properties.correlation_id = cid;
+        // With direct reply-to the tag says which requester asks (warren has no channels).
+        publish_options how;
+        if (direct_) how.reply_consumer = subscription_.tag();
         std::size_t routed = 0;
 #if WARREN_EXCEPTIONS
         try {
-            routed = broker_.publish(exchange, std::move(request));
+            routed = broker_.publish(exchange, std::move(request), how);
         } catch (...) {
             drop_call(id);
             throw;
         }
 #else
-        routed = broker_.publish(exchange, std::move(request));
+        routed = broker_.publish(exchange, std::move(request), how);
 #endif
         if (routed == 0) {
             auto ended = take_call(id);
@@ -528,6 +559,7 @@ private:
 
     Broker& broker_;
     const clock& clock_;
+    bool direct_;
     std::string reply_queue_;
     std::string prefix_;
     mutable lock_type lock_; // guards what follows, up to the subscription

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 #include "../../topology.hpp"
@@ -12,11 +13,17 @@
 
 namespace warren::detail {
 
+/// Every queue goes into a snapshot.
+struct every_queue {
+    constexpr bool operator()(std::string_view) const noexcept { return true; }
+};
+
 /// The exchanges (sorted by name), bindings (by source, destination, key), queues and
-/// consumers (in declaration and rotation order) of the tables. Topology lock held.
-template <threading_policy Policy, class Queues>
+/// consumers (in declaration and rotation order) of the tables; of the queues, those whose
+/// name `shown` accepts. Topology lock held.
+template <threading_policy Policy, class Queues, class Shown = every_queue>
 topology_snapshot take_snapshot(const exchange_table<Policy>& exchanges, const Queues& queues,
-                                const binding_table<Policy>& bindings) {
+                                const binding_table<Policy>& bindings, Shown shown = {}) {
     topology_snapshot out;
     exchanges.for_each([&](const exchange_node<Policy>& x) {
         out.exchanges.push_back({x.name, x.type, x.options.durable, x.options.auto_delete, x.options.internal,
@@ -33,7 +40,7 @@ topology_snapshot take_snapshot(const exchange_table<Policy>& exchanges, const Q
         return std::tie(a.source, a.destination, a.key) < std::tie(b.source, b.destination, b.key);
     });
     for (const auto& q : queues.list().queues) {
-        if (!q) continue; // deleted
+        if (!q || !shown(q->name())) continue; // deleted, or not to be shown
         out.queues.push_back({q->name(), q->options(), q->counters()});
         for (const auto& [id, options] : q->consumer_list()) {
             out.consumers.push_back({q->name(), options.tag, options.ack, options.prefetch, options.exclusive,

@@ -138,6 +138,20 @@ public:
         if (parsed.message_ttl || parsed.expires) timed_queues_.fetch_add(1, std::memory_order_relaxed);
         return actual;
     }
+    /// Adds a queue named `name`, which the caller made unique and which may be reserved,
+    /// with no arguments: the private queue behind a direct reply-to consumer (the default
+    /// exchange routes to it by that name). Returns it.
+    ref_ptr<queue_type> add_private_queue(const std::string& name, const queue_options& options) {
+        auto queue = make_ref<queue_type>(name, options, *clock_, router_);
+        (void)queues_.add(queue);
+        ++version_; // the default exchange routes to it now
+        return queue;
+    }
+    /// The serial-`serial` address of a direct reply-to consumer:
+    /// amq.rabbitmq.reply-to.<22 characters>, which no queue a user declares can take.
+    [[nodiscard]] std::string reply_address(std::uint64_t serial) const {
+        return generated_name("amq.rabbitmq.reply-to.", ~name_seed_, serial);
+    }
     /// A consumer tag like RabbitMQ's amq.ctag-<22 characters>, unique by the consumer's id.
     /// (The odd serials are the tags', so a tag never repeats a queue name.)
     [[nodiscard]] std::string consumer_tag(std::uint64_t consumer_id) const {
