@@ -1,5 +1,5 @@
 // The choreographed saga (include/warren/patterns/saga_choreography.hpp): the order flow
-// on a topic exchange, each participant compensating on the failure events that concern
+// on a topic exchange, each role_participant compensating on the failure events that concern
 // it; deduplication under redelivery; a failure event that overtakes its trigger.
 
 #include <algorithm>
@@ -19,7 +19,7 @@
 
 namespace {
 
-using participant = warren::saga_choreography_participant<warren::broker>;
+using role_participant = warren::saga_choreography_participant<warren::broker>;
 using role = warren::saga_role<>;
 using outcome = warren::saga_outcome<>;
 
@@ -31,11 +31,11 @@ struct order_flow {
     std::vector<std::string> events;
     std::vector<warren::properties> event_properties;
     std::set<std::string> failing; // participants whose action fails
-    std::unique_ptr<participant> order, inventory, payment, shipping;
+    std::unique_ptr<role_participant> order, inventory, payment, shipping;
     warren::subscription spy;
 
     order_flow() {
-        order = std::make_unique<participant>(
+        order = std::make_unique<role_participant>(
             broker, "shop",
             role{.name = "order",
                  .action = [this](const warren::saga_event<>& e) { return act("order", e); },
@@ -45,7 +45,7 @@ struct order_flow {
                  .compensation = [this](const warren::saga_event<>& e,
                                         const std::string& r) { log.push_back("order: cancel " + r + " on " + e.name); },
                  .compensated = "order.cancelled"});
-        inventory = std::make_unique<participant>(
+        inventory = std::make_unique<role_participant>(
             broker, "shop",
             role{.name = "inventory",
                  .on = "order.created",
@@ -56,7 +56,7 @@ struct order_flow {
                  .compensation = [this](const warren::saga_event<>& e,
                                         const std::string& r) { log.push_back("inventory: release " + r + " on " + e.name); },
                  .compensated = "inventory.released"});
-        payment = std::make_unique<participant>(
+        payment = std::make_unique<role_participant>(
             broker, "shop",
             role{.name = "payment",
                  .on = "inventory.reserved",
@@ -67,7 +67,7 @@ struct order_flow {
                  .compensation = [this](const warren::saga_event<>& e,
                                         const std::string& r) { log.push_back("payment: refund " + r + " on " + e.name); },
                  .compensated = "payment.refunded"});
-        shipping = std::make_unique<participant>(
+        shipping = std::make_unique<role_participant>(
             broker, "shop",
             role{.name = "shipping",
                  .on = "payment.completed",
@@ -96,7 +96,7 @@ struct order_flow {
 
 } // namespace
 
-TEST_CASE("saga choreography: each participant compensates its own transaction on the failure events concerning it",
+TEST_CASE("saga choreography: each role_participant compensates its own transaction on the failure events concerning it",
           "[saga][choreography]") {
     order_flow f;
     SECTION("the shipment fails: payment refunded, inventory released, order cancelled") {
@@ -203,7 +203,7 @@ TEST_CASE("saga choreography: a redelivered event (same message_id) is handled o
     SECTION("the same event published twice (a publisher's retry after a lost confirm) is handled once, both acked") {
         warren::broker b;
         int reserved = 0;
-        participant inv(b, "shop",
+        role_participant inv(b, "shop",
                         role{.name = "inventory",
                              .on = "order.created",
                              .action = [&](const warren::saga_event<>&) -> outcome {
@@ -247,7 +247,7 @@ TEST_CASE("saga choreography: an action that throws rejects its event and forget
     warren::broker b;
     b.set_error_handler([](const warren::consumer_error&) {});
     int tries = 0;
-    participant inv(b, "shop",
+    role_participant inv(b, "shop",
                     role{.name = "inventory",
                          .on = "order.created",
                          .action = [&](const warren::saga_event<>&) -> outcome {

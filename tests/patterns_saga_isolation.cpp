@@ -100,7 +100,7 @@ struct account_service {
     }
 };
 
-struct world {
+struct isolation_world {
     warren::manual_clock time;
     warren::broker broker{time};
     account_service account{broker};
@@ -148,7 +148,7 @@ warren::saga_definition<> debit_then_fail(const std::string& debit_step) {
 } // namespace
 
 TEST_CASE("saga isolation: two read-then-write sagas lose an update without a countermeasure", "[saga][isolation]") {
-    world w;
+    isolation_world w;
     w.broker.declare_queue("nobody");
     const auto def = read_then_write();
     REQUIRE(w.sagas.start(def, "A", "30"));
@@ -163,7 +163,7 @@ TEST_CASE("saga isolation: two read-then-write sagas lose an update without a co
 
 TEST_CASE("saga isolation: a saga reads a debit that is later rolled back (a dirty read) without a countermeasure",
           "[saga][isolation]") {
-    world w;
+    isolation_world w;
     w.broker.declare_queue("nobody");
     const auto debit = debit_then_fail("debit");
     REQUIRE(w.sagas.start(debit, "A", "30"));
@@ -181,7 +181,7 @@ TEST_CASE("saga isolation: a saga reads a debit that is later rolled back (a dir
 
 TEST_CASE("saga isolation: a semantic lock (pending state) prevents the lost update: the second saga waits",
           "[saga][isolation][countermeasure]") {
-    world w;
+    isolation_world w;
     warren::saga_definition<> def("withdraw-locked");
     def.step("lock-and-read", op::request("", "account", 1s, warren::retry_policy::fixed(5, 1s)),
              op::request("", "account", 1s)) // the compensation releases the lock
@@ -204,7 +204,7 @@ TEST_CASE("saga isolation: a semantic lock (pending state) prevents the lost upd
 
 TEST_CASE("saga isolation: a semantic lock (pending state) prevents the dirty read: the reader waits for the rollback",
           "[saga][isolation][countermeasure]") {
-    world w;
+    isolation_world w;
     w.broker.declare_queue("nobody");
     const auto debit = debit_then_fail("pending-debit");
     REQUIRE(w.sagas.start(debit, "A", "30"));
@@ -223,7 +223,7 @@ TEST_CASE("saga isolation: a semantic lock (pending state) prevents the dirty re
 
 TEST_CASE("saga isolation: commutative updates (debit the difference) prevent the lost update",
           "[saga][isolation][countermeasure]") {
-    world w;
+    isolation_world w;
     warren::saga_definition<> def("withdraw-commutative");
     def.step("debit", op::request("", "account", 1s), op::request("", "account", 1s));
     REQUIRE(w.sagas.start(def, "A", "30"));
@@ -236,7 +236,7 @@ TEST_CASE("saga isolation: commutative updates (debit the difference) prevent th
 
 TEST_CASE("saga isolation: re-reading before acting turns the lost update into a failure the saga reports; run again it reads the new value",
           "[saga][isolation][countermeasure]") {
-    world w;
+    isolation_world w;
     warren::saga_definition<> def("withdraw-checked");
     def.step("read", op::request("", "account", 1s))
         .step("write-if-unchanged", op::request("", "account", 1s, {}, [](const context& c) {

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "config.hpp"
 #include "detail/core/hash_index.hpp"
 #include "detail/routing/flat_tables.hpp"
 #include "detail/routing/path_table.hpp"
@@ -368,6 +369,7 @@ bool topic_matcher<Value>::insert(std::string_view pattern, const Value& value) 
                 // A word new to the table changes what cached keys' first words resolve to.
                 if (!cache_.empty() && new_word) invalidate(0);
             }
+#if WARREN_EXCEPTIONS
             try {
                 paths_.insert(child, at, word, next);
             } catch (...) {
@@ -375,6 +377,9 @@ bool topic_matcher<Value>::insert(std::string_view pattern, const Value& value) 
                 free_nodes_.push_back(next);
                 throw;
             }
+#else
+            paths_.insert(child, at, word, next); // a failure aborts
+#endif
             node& parent = nodes_[at];
             if (kind == word_kind::star) {
                 parent.star = true;

@@ -4,8 +4,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <vector>
+
+#include "../../error.hpp"
 
 namespace warren::detail {
 
@@ -83,7 +84,9 @@ public:
 
     /// Adds node `node` (no flags yet) under `parent` through `word` at path hash `path`.
     void insert(std::uint64_t path, std::uint32_t parent, std::uint32_t word, std::uint32_t node) {
-        if (node == 0 || node > max_node) throw std::length_error("warren::topic_matcher: too many trie nodes");
+        if (node == 0 || node > max_node) [[unlikely]] {
+            detail::raise(reply_code::resource_error, "topic_matcher: too many trie nodes");
+        }
         if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
         place(slot{static_cast<std::uint32_t>(path), parent, word, node});
         ++size_;
