@@ -36,6 +36,7 @@
 #include <warren/warren.hpp>
 
 #include "amqp_client.hpp"
+#include "scenario_main.hpp"
 
 namespace {
 
@@ -45,13 +46,7 @@ using differential::got_message;
 
 constexpr const char* pseudo_queue = "amq.rabbitmq.reply-to";
 
-struct options {
-    std::string host = "127.0.0.1";
-    int port = 5672;
-    double connect_timeout = 30;
-    int quiet_ms = 300;
-    bool verbose = false; // print the log of scenarios that agree too
-};
+using options = differential::scenario_options;
 
 /// A refusal as the log shows it: the code, and for 406 the text too.
 std::string refusal(int code, const std::string& text) {
@@ -415,79 +410,14 @@ std::vector<scenario> scenarios() {
     };
 }
 
-void usage(std::FILE* out) {
-    std::fprintf(out,
-                 "usage: reply_to_differential [--host H] [--port P] [--connect-timeout S] [--quiet-ms MS] [--verbose]\n"
-                 "Runs each direct reply-to scenario on warren and on the RabbitMQ at H:P and compares\n"
-                 "what they observe. Exit status: 0 all agree, 1 a disagreement, 2 usage, 3 other failure.\n");
-}
+constexpr const char* usage_text =
+    "usage: reply_to_differential [--host H] [--port P] [--connect-timeout S] [--quiet-ms MS] [--verbose]\n"
+    "Runs each direct reply-to scenario on warren and on the RabbitMQ at H:P and compares\n"
+    "what they observe. Exit status: 0 all agree, 1 a disagreement, 2 usage, 3 other failure.\n";
 
 } // namespace
 
 int main(int argc, char** argv) {
-    options opts;
-    for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                usage(stderr);
-                std::exit(2);
-            }
-            return argv[++i];
-        };
-        try {
-            if (arg == "--host") opts.host = next();
-            else if (arg == "--port") opts.port = std::stoi(next());
-            else if (arg == "--connect-timeout") opts.connect_timeout = std::stod(next());
-            else if (arg == "--quiet-ms") opts.quiet_ms = std::stoi(next());
-            else if (arg == "--verbose") opts.verbose = true;
-            else if (arg == "--help" || arg == "-h") {
-                usage(stdout);
-                return 0;
-            } else {
-                usage(stderr);
-                return 2;
-            }
-        } catch (const std::logic_error&) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    std::random_device entropy;
-    std::size_t failed = 0;
-    const auto all = scenarios();
-    try {
-        for (std::size_t n = 0; n < all.size(); ++n) {
-            char prefix[64];
-            std::snprintf(prefix, sizeof prefix, "wr%08x-%zu-", entropy(), n);
-            warren_side ours;
-            all[n].run(ours);
-            std::vector<std::string> theirs;
-            {
-                rabbit_side rabbit(opts, prefix);
-                all[n].run(rabbit);
-                theirs = rabbit.log;
-            }
-            if (ours.log == theirs) {
-                std::printf("agree: %s\n", all[n].title);
-                if (opts.verbose) {
-                    for (const auto& line : ours.log) std::printf("    %s\n", line.c_str());
-                }
-                continue;
-            }
-            ++failed;
-            std::printf("DISAGREE: %s\n", all[n].title);
-            const std::size_t lines = std::max(ours.log.size(), theirs.size());
-            for (std::size_t i = 0; i < lines; ++i) {
-                const std::string w = i < ours.log.size() ? ours.log[i] : "(nothing)";
-                const std::string r = i < theirs.size() ? theirs[i] : "(nothing)";
-                std::printf("  %s %-60s | %s\n", w == r ? " " : "!", w.c_str(), r.c_str());
-            }
-        }
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "reply_to_differential: %s\n", e.what());
-        return 3;
-    }
-    std::printf("reply_to_differential: %zu tests failed out of %zu\n", failed, all.size());
-    return failed == 0 ? 0 : 1;
+    return differential::run_scenarios<warren_side, rabbit_side>(
+        "reply_to_differential", "wr", usage_text, scenarios(), argc, argv);
 }
