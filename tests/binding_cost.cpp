@@ -130,7 +130,7 @@ phases one_key_phases(const std::string& type, std::size_t n) {
     return t;
 }
 
-/// The fastest of three runs of each phase at `small_n` and at `large_n`, the runs of the
+/// The fastest of five runs of each phase at `small_n` and at `large_n`, the runs of the
 /// two sizes taking turns, so that one preempted run does not decide and a change of load
 /// touches both sizes alike.
 template <class Broker>
@@ -141,7 +141,7 @@ std::pair<phases, phases> fastest_one_key_phases(const std::string& type, std::s
     };
     phases small = one_key_phases<Broker>(type, small_n);
     phases large = one_key_phases<Broker>(type, large_n);
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 4; ++i) {
         keep_fastest(small, one_key_phases<Broker>(type, small_n));
         keep_fastest(large, one_key_phases<Broker>(type, large_n));
     }

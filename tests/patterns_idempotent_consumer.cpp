@@ -303,7 +303,7 @@ TEMPLATE_TEST_CASE("idempotent_consumer: its own deduplicator forgets ids after 
     CHECK(consumer.duplicates() == 1);
 }
 
-TEMPLATE_TEST_CASE("idempotent_consumer: prefetch and tag reach the subscription; release ends it",
+TEMPLATE_TEST_CASE("idempotent_consumer: prefetch and tag reach the subscription, and release ends it",
                    "[patterns][idempotent_consumer]", warren::broker, warren::concurrent_broker) {
     using delivery = typename TestType::delivery;
     TestType b;

@@ -167,7 +167,7 @@ TEST_CASE("file_store format: a corrupt file makes load_all throw naming it, as 
     CHECK_THROWS_AS(warren::process_engine<warren::broker>(b, store), warren::error);
 }
 
-TEST_CASE("workflow_data: encode_data and decode_data round-trip any text; a malformed line is syntax_error",
+TEST_CASE("workflow_data: encode_data and decode_data round-trip any text, and a malformed line is syntax_error",
           "[process_engine][data]") {
     const warren::workflow_data data{{"a\tb", "c\nd"}, {"back\\slash", "\r"}, {"", "empty key"}};
     CHECK(warren::decode_data(warren::encode_data(data)) == data);

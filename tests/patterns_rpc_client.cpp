@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <future>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -37,6 +38,53 @@ void reply_as(Broker& b, const Client& c, const std::string& cid, const std::str
     typename Broker::message_type reply{.routing_key = c.reply_queue(), .body = body};
     reply.properties.correlation_id = cid;
     (void)b.publish("", std::move(reply));
+}
+
+/// A server that records the properties of each request it gets and answers "re:" + body,
+/// inside the publish of the request (so that a blocking call needs no other thread).
+template <class Broker>
+struct recording_server {
+    recording_server(Broker& b, const std::string& queue) : broker(b) {
+        b.declare_queue(queue);
+        sub = b.subscribe(
+            queue,
+            [this](typename Broker::delivery& d) {
+                seen.push_back(d.properties());
+                typename Broker::message_type reply{.routing_key = d.properties().reply_to.value_or(""),
+                                                    .body = "re:" + d.body()};
+                reply.properties.correlation_id = d.properties().correlation_id;
+                (void)broker.publish("", std::move(reply));
+            },
+            {.synchronous = true});
+    }
+
+    Broker& broker;
+    std::vector<warren::properties> seen;
+    typename Broker::subscription sub;
+};
+
+/// A request with properties of its own, reply_to and correlation_id included (which the
+/// client must overwrite).
+inline warren::message rich_request(const std::string& queue, const std::string& body) {
+    warren::message m{.routing_key = queue, .body = body};
+    m.properties.message_id = "order-7/pay";
+    m.properties.type = "payment.request";
+    m.properties.expiration = "60000";
+    m.properties.app_id = "shop";
+    m.properties.headers.set("tenant", "acme");
+    m.properties.reply_to = "somebody-else";
+    m.properties.correlation_id = "not-the-clients";
+    return m;
+}
+
+/// Whether `p` carries rich_request()'s own properties.
+inline void check_rich_properties(const warren::properties& p) {
+    CHECK(p.message_id == "order-7/pay");
+    CHECK(p.type == "payment.request");
+    CHECK(p.expiration == "60000");
+    CHECK(p.app_id == "shop");
+    REQUIRE(p.headers.find_string("tenant") != nullptr);
+    CHECK(*p.headers.find_string("tenant") == "acme");
 }
 
 } // namespace
@@ -291,5 +339,86 @@ TEST_CASE("rpc_client: an exception out of dispatch() in call_and_wait leaves no
     auto bad = b.subscribe("rpc_queue", [](warren::delivery&) { throw std::runtime_error("server crashed"); });
     warren::rpc_client client(b);
     CHECK_THROWS_AS(client.call_and_wait("", "rpc_queue", "x", 1s), std::runtime_error);
+    CHECK(client.pending() == 0);
+}
+
+// --- whole request messages ----------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("rpc_client: a whole request keeps its routing key, properties and headers, while reply_to and "
+                   "correlation_id are the client's",
+                   "[rpc][rpc_client]", warren::broker, warren::concurrent_broker) {
+    warren::manual_clock time;
+    TestType b(time);
+    recording_server server(b, "rpc_queue");
+    const bool direct = GENERATE(false, true);
+    CAPTURE(direct);
+    warren::rpc_client client(b, {.direct_reply_to = direct});
+    std::optional<warren::rpc_result<>> outcome;
+    const std::string cid = client.call("", rich_request("rpc_queue", "30"), 1s,
+                                        [&](warren::rpc_result<> r) { outcome.emplace(std::move(r)); });
+    (void)b.dispatch();
+    (void)b.dispatch();
+    REQUIRE(server.seen.size() == 1);
+    const auto& p = server.seen[0];
+    check_rich_properties(p);
+    CHECK(p.reply_to == client.reply_queue());
+    CHECK(p.correlation_id == cid);
+    CHECK(cid.starts_with(client.reply_queue() + "."));
+    REQUIRE(outcome);
+    REQUIRE(outcome->ok());
+    CHECK(outcome->reply().body == "re:30");
+    CHECK(outcome->reply().properties.correlation_id == cid);
+    CHECK(client.pending() == 0);
+    CHECK(client.unknown_replies() == 0);
+}
+
+TEMPLATE_TEST_CASE("rpc_client: an unroutable whole request fails with no_route naming its routing key",
+                   "[rpc][rpc_client]", warren::broker, warren::concurrent_broker) {
+    TestType b;
+    warren::rpc_client client(b);
+    std::optional<warren::rpc_result<>> outcome;
+    (void)client.call("", rich_request("nobody-listens", "x"), 1s,
+                      [&](warren::rpc_result<> r) { outcome.emplace(std::move(r)); });
+    REQUIRE(outcome);
+    REQUIRE_FALSE(outcome->ok());
+    CHECK(outcome->error().code() == warren::reply_code::no_route);
+    CHECK(std::string(outcome->error().what()).find("routing key 'nobody-listens'") != std::string::npos);
+    CHECK(client.pending() == 0);
+}
+
+TEST_CASE("rpc_client: call_and_wait of a whole request", "[rpc][rpc_client]") {
+    warren::broker b;
+    recording_server server(b, "rpc_queue");
+    const bool direct = GENERATE(false, true);
+    CAPTURE(direct);
+    warren::rpc_client client(b, {.direct_reply_to = direct});
+    CHECK(client.call_and_wait("", rich_request("rpc_queue", "1"), 5s).body == "re:1");
+    REQUIRE(server.seen.size() == 1);
+    check_rich_properties(server.seen[0]);
+    CHECK(server.seen[0].reply_to == client.reply_queue());
+    REQUIRE(server.seen[0].correlation_id);
+    CHECK(server.seen[0].correlation_id->starts_with(client.reply_queue() + "."));
+    CHECK(client.pending() == 0);
+}
+
+TEST_CASE("rpc_client: call_for and call_async of a whole request (concurrent_broker, one thread)",
+          "[rpc][rpc_client]") {
+    warren::concurrent_broker b;
+    recording_server server(b, "rpc_queue");
+    const bool direct = GENERATE(false, true);
+    CAPTURE(direct);
+    warren::rpc_client client(b, {.direct_reply_to = direct});
+    CHECK(client.call_for("", rich_request("rpc_queue", "1"), 5s).body == "re:1");
+    auto future = client.call_async("", rich_request("rpc_queue", "2"), 5s);
+    REQUIRE(future.wait_for(0s) == std::future_status::ready); // answered inside the publish
+    CHECK(future.get().body == "re:2");
+    REQUIRE(server.seen.size() == 2);
+    for (const auto& p : server.seen) {
+        check_rich_properties(p);
+        CHECK(p.reply_to == client.reply_queue());
+        REQUIRE(p.correlation_id);
+        CHECK(p.correlation_id->starts_with(client.reply_queue() + "."));
+    }
+    CHECK(server.seen[0].correlation_id != server.seen[1].correlation_id);
     CHECK(client.pending() == 0);
 }

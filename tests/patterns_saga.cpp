@@ -562,7 +562,7 @@ TEST_CASE("saga: an unroutable request is a failed attempt, retried by the polic
     CHECK(w.sagas.timeouts() == 0);
 }
 
-TEST_CASE("saga: starting a known id does nothing; a finished saga can be forgotten, then started again", "[saga]") {
+TEST_CASE("saga: starting a known id does nothing, and a finished saga can be forgotten, then started again", "[saga]") {
     world w;
     int runs = 0;
     warren::saga_definition<> def("once");
@@ -599,7 +599,7 @@ TEST_CASE("saga: a synchronous participant's reply is handled after the request'
     CHECK(r->results[1].second == "r:x");
 }
 
-TEST_CASE("saga: a hook that throws does not stop its saga; the exception comes out once the saga has gone on",
+TEST_CASE("saga: a hook that throws does not stop its saga, and the exception comes out once the saga has gone on",
           "[saga]") {
     world w;
     warren::saga_definition<> def("throwing-hook");

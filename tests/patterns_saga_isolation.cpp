@@ -234,7 +234,7 @@ TEST_CASE("saga isolation: commutative updates (debit the difference) prevent th
     CHECK(w.account.balance == 20);
 }
 
-TEST_CASE("saga isolation: re-reading before acting turns the lost update into a failure the saga reports; run again it reads the new value",
+TEST_CASE("saga isolation: re-reading before acting turns the lost update into a failure the saga reports, which run again it reads the new value",
           "[saga][isolation][countermeasure]") {
     isolation_world w;
     warren::saga_definition<> def("withdraw-checked");

@@ -119,6 +119,8 @@ struct rpc_null_lock {
 /// declares nothing and consumes RabbitMQ's pseudo-queue `amq.rabbitmq.reply-to` instead
 /// (see basic_broker::subscribe), each request naming the client's consumer tag in
 /// publish_options::reply_consumer, so any number of clients share one broker.
+/// Each form of call takes a body and a routing key, or a whole request message whose
+/// routing key and properties are kept (the client sets only reply_to and correlation_id).
 /// Correlation ids are reply_queue(), a dot and a counter, so they are unique per client;
 /// a reply whose id this client never issued is ignored (unknown_replies()), a reply to a
 /// call that already ended (timed out, or answered before) is dropped (late_replies()).
@@ -138,6 +140,9 @@ struct rpc_null_lock {
 /// client.call("", "rpc_queue", "30", std::chrono::seconds(1), [](warren::rpc_result<> r) { ... });
 /// broker.dispatch();                    // the server answers, then the callback runs
 /// auto reply = client.call_and_wait("", "rpc_queue", "10", std::chrono::seconds(1));
+/// warren::message request{.routing_key = "rpc_queue", .body = "10"};
+/// request.properties.message_id = "order-7";  // kept; reply_to and correlation_id are the client's
+/// auto again = client.call_and_wait("", std::move(request), std::chrono::seconds(1));
 /// @endcode
 /// Thread safety: with concurrent_broker every member is thread-safe except the destructor
 /// (no call may be running); with warren::broker, owner thread only.
@@ -210,8 +215,21 @@ public:
     /// concurrent_broker.
     std::string call(std::string_view exchange, std::string_view routing_key, body_type body, clock::duration timeout,
                      reply_handler on_reply) {
+        return call(exchange, make_request(routing_key, std::move(body)), timeout, std::move(on_reply));
+    }
+    /// call() of a whole request message: its routing key and properties (message_id,
+    /// headers, type, expiration, ...) are sent as given, except reply_to and
+    /// correlation_id, which the client sets, overwriting any the message carries. Errors
+    /// name the message's routing key. Thread-safe on concurrent_broker.
+    /// @code
+    /// warren::message request{.routing_key = "rpc_queue", .body = "30"};
+    /// request.properties.message_id = "order-7";
+    /// request.properties.headers.set("tenant", "acme");
+    /// client.call("", std::move(request), std::chrono::seconds(1), [](warren::rpc_result<> r) { ... });
+    /// @endcode
+    std::string call(std::string_view exchange, message_type request, clock::duration timeout, reply_handler on_reply) {
         WARREN_ASSERT(static_cast<bool>(on_reply), "rpc_client::call needs a reply handler");
-        return send(exchange, routing_key, std::move(body), timeout, std::move(on_reply)).correlation_id;
+        return send(exchange, std::move(request), timeout, std::move(on_reply)).correlation_id;
     }
 
     /// call() with the outcome in a future: get() returns the reply or throws the
@@ -222,9 +240,17 @@ public:
                                                        body_type body, clock::duration timeout)
         requires Broker::policy_type::thread_safe
     {
+        return call_async(exchange, make_request(routing_key, std::move(body)), timeout);
+    }
+    /// call_async() of a whole request message (its properties kept but reply_to and
+    /// correlation_id, as call() says). concurrent_broker only. Thread-safe.
+    [[nodiscard]] std::future<message_type> call_async(std::string_view exchange, message_type request,
+                                                       clock::duration timeout)
+        requires Broker::policy_type::thread_safe
+    {
         auto promise = std::make_shared<std::promise<message_type>>();
         auto future = promise->get_future();
-        (void)send(exchange, routing_key, std::move(body), timeout, [promise](result r) {
+        (void)send(exchange, std::move(request), timeout, [promise](result r) {
             if (r.ok()) {
                 promise->set_value(std::move(r.reply()));
             } else {
@@ -245,13 +271,20 @@ public:
                           clock::duration timeout)
         requires Broker::policy_type::thread_safe
     {
+        return call_for(exchange, make_request(routing_key, std::move(body)), timeout);
+    }
+    /// call_for() of a whole request message (its properties kept but reply_to and
+    /// correlation_id, as call() says). concurrent_broker only. Thread-safe.
+    message_type call_for(std::string_view exchange, message_type request, clock::duration timeout)
+        requires Broker::policy_type::thread_safe
+    {
         struct waiter {
             std::mutex mutex;
             std::condition_variable done;
             std::optional<result> outcome;
         };
         auto w = std::make_shared<waiter>();
-        const sent call = send(exchange, routing_key, std::move(body), timeout, [w](result r) {
+        const sent call = send(exchange, std::move(request), timeout, [w](result r) {
             {
                 std::lock_guard guard(w->mutex);
                 w->outcome.emplace(std::move(r));
@@ -284,8 +317,15 @@ public:
                                clock::duration timeout)
         requires(!Broker::policy_type::thread_safe)
     {
+        return call_and_wait(exchange, make_request(routing_key, std::move(body)), timeout);
+    }
+    /// call_and_wait() of a whole request message (its properties kept but reply_to and
+    /// correlation_id, as call() says). warren::broker only. Owner thread.
+    message_type call_and_wait(std::string_view exchange, message_type request, clock::duration timeout)
+        requires(!Broker::policy_type::thread_safe)
+    {
         std::optional<result> outcome;
-        const sent call = send(exchange, routing_key, std::move(body), timeout,
+        const sent call = send(exchange, std::move(request), timeout,
                                [&outcome](result r) { outcome.emplace(std::move(r)); });
         // The handler refers to `outcome`: it must not stay pending past this frame.
         struct forget {
@@ -404,22 +444,26 @@ private:
         clock::time_point deadline;
     };
 
-    /// Registers the call, then publishes the request: a synchronous server may reply
-    /// inside the publish.
-    sent send(std::string_view exchange, std::string_view routing_key,
-                                               body_type body, clock::duration timeout, reply_handler on_reply) {
+    static message_type make_request(std::string_view routing_key, body_type body) {
+        return message_type{.routing_key = std::string(routing_key), .body = std::move(body)};
+    }
+
+    /// Registers the call, then publishes `request` with the client's reply_to and
+    /// correlation_id: a synchronous server may reply inside the publish.
+    sent send(std::string_view exchange, message_type request, clock::duration timeout, reply_handler on_reply) {
         std::uint64_t id = 0;
         clock::time_point deadline;
         {
             std::lock_guard guard(lock_);
             id = ++issued_;
             deadline = deadline_after(clock_.now(), timeout);
-            pending_.emplace(id, pending_call{std::string(exchange), std::string(routing_key), deadline, timeout,
+            pending_.emplace(id, pending_call{std::string(exchange), request.routing_key, deadline, timeout,
                                               std::move(on_reply)});
             deadlines_.emplace(deadline, id);
         }
         std::string cid = correlation_id(id);
-        message_type request{.routing_key = std::string(routing_key), .body = std::move(body)};
+        // Kept for the unroutable error: the publish takes the message.
+        const std::string routing_key = request.routing_key;
         request.properties.reply_to = direct_ ? std::string(direct_reply_to_queue) : reply_queue_;
         request.properties.correlation_id = cid;
         // With direct reply-to the tag says which requester asks (warren has no channels).

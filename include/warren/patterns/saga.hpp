@@ -49,6 +49,7 @@
 #include "../options.hpp"
 #include "retry_policy.hpp"
 #include "rpc_client.hpp"
+#include "service_error.hpp"
 
 namespace warren {
 
@@ -86,8 +87,8 @@ enum class saga_phase : std::uint8_t {
 
 /// The names of the wire convention (see the file comment).
 namespace saga_wire {
-/// Header of a failure reply: the reason, as text.
-inline constexpr std::string_view error_header = "x-error";
+/// Header of a failure reply: the reason, as text (the orchestrator's convention too).
+inline constexpr std::string_view error_header = service_error_header;
 /// Header of a failure reply (true) when the failure is transient: worth retrying.
 inline constexpr std::string_view transient_header = "x-saga-transient";
 /// Request header: the saga id (also the correlation_id).
