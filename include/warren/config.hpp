@@ -23,6 +23,19 @@
 #    endif
 #endif
 
+/// WARREN_TRY / WARREN_CATCH_ALL / WARREN_RETHROW: a `try { } catch (...) { throw; }` that
+/// rolls back what a failing step half did, and compiles away without exceptions (where
+/// nothing can throw, and clang refuses `try` and `throw` even in uninstantiated templates).
+#if WARREN_EXCEPTIONS
+#    define WARREN_TRY try
+#    define WARREN_CATCH_ALL catch (...)
+#    define WARREN_RETHROW throw
+#else
+#    define WARREN_TRY if (true)
+#    define WARREN_CATCH_ALL else
+#    define WARREN_RETHROW (void)0
+#endif
+
 /// WARREN_ALWAYS_INLINE folds a helper into its one or two callers on the hot path, where
 /// the compiler would otherwise keep it out of line and pay a call per message.
 #ifndef WARREN_ALWAYS_INLINE

@@ -96,6 +96,17 @@ namespace detail {
 #endif
 }
 
+/// Throws a copy of `e` (a stored error, say a call's outcome); without exceptions prints
+/// it and aborts, as raise(code, text) does.
+[[noreturn]] inline void raise(const error& e) {
+#if WARREN_EXCEPTIONS
+    throw e;
+#else
+    std::fprintf(stderr, "warren: %s\n", e.what());
+    std::abort();
+#endif
+}
+
 /// `'name'` as RabbitMQ quotes object names in its messages, with control characters
 /// made visible: a name that ends in a carriage return reads `'q\r'`, not a `'q` that
 /// seems to end the line. CR, LF and TAB are written `\r`, `\n`, `\t`, other control

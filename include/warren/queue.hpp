@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "config.hpp"
 #include "clock.hpp"
 #include "delivery.hpp"
 #include "detail/core/deferred_release.hpp"
@@ -496,11 +497,12 @@ auto basic_queue<Message, Policy>::hand_off(const detail::ref_ptr<node_type>& ms
     const bool synchronous = c.options.synchronous && synchronous_allowed && !running_here && c.handed_for_dispatch == 0;
     handed_off& h = handed_off_.emplace_back(consumers_.served(index), ready_.bypass(msg, expires), std::uint64_t{0},
                                              synchronous); // the consumer to the back of the rotation
-    try {
+    WARREN_TRY {
         h.tag = record_delivery(h.entry, owner, manual);
-    } catch (...) {
+    }
+    WARREN_CATCH_ALL {
         (void)handed_off_.pop_back(); // the message's other reference is the caller's
-        throw;
+        WARREN_RETHROW;
     }
     if (manual) ++c.unacked;
     if (c.options.synchronous && !synchronous) ++c.handed_for_dispatch;

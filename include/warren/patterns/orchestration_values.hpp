@@ -111,7 +111,7 @@ public:
     }
     /// The reply, moved out; throws the error if the call failed.
     Message take() {
-        if (!ok()) throw *failure_;
+        if (!ok()) detail::raise(*failure_);
         return std::move(*reply_);
     }
 

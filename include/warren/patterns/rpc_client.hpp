@@ -71,7 +71,7 @@ public:
     }
     /// The reply, moved out; throws the error if the call failed.
     Message take() {
-        if (!ok()) throw error();
+        if (!ok()) detail::raise(error());
         return std::move(*std::get_if<0>(&outcome_));
     }
 

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../config.hpp"
 #include "../../exchange.hpp"
 #include "../../field_table.hpp"
 #include "../routing/binding_graph.hpp"
@@ -33,11 +34,12 @@ public:
         binding b{source.index, target, std::string(key), args};
         if (graph_.contains(b)) return;
         source.impl->bind(target, key, args);
-        try {
+        WARREN_TRY {
             graph_.add(std::move(b));
-        } catch (...) {
+        }
+        WARREN_CATCH_ALL {
             source.impl->unbind(target, key, args);
-            throw;
+            WARREN_RETHROW;
         }
         ++source.binding_count;
         if (target.type() == destination::kind::exchange) ++source.exchange_targets;

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../config.hpp"
 #include "../../clock.hpp"
 #include "../../handlers.hpp"
 #include "../../queue.hpp"
@@ -124,9 +125,10 @@ public:
         std::vector<std::pair<std::exception_ptr, const std::string*>> failures;
         for (const auto& c : ended) {
             if (!c->options.on_cancel) continue;
-            try {
+            WARREN_TRY {
                 c->options.on_cancel();
-            } catch (...) {
+            }
+            WARREN_CATCH_ALL {
                 failures.emplace_back(std::current_exception(), &c->options.tag);
             }
         }
@@ -157,9 +159,10 @@ private:
     /// rejected without requeue if still pending.
     std::exception_ptr run_caught(typename queue_type::pending_callback& pending, queue_type& queue) {
         std::exception_ptr failure;
-        try {
+        WARREN_TRY {
             pending.target->callback(pending.delivery);
-        } catch (...) {
+        }
+        WARREN_CATCH_ALL {
             failure = std::current_exception();
         }
         if (failure && pending.delivery.pending()) {
