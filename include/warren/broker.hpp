@@ -169,7 +169,7 @@ public:
     /// ("amq.rabbitmq.reply-to.<token>") while its requester consumes: RabbitMQ's way for a
     /// responder to check that the requester is still there before working for it.
     [[nodiscard]] bool has_queue(std::string_view name) const {
-        if (name == detail::direct_reply_to_queue) return true;
+        if (name == direct_reply_to_queue) return true;
         shared_lock lock(topology_);
         return vhost_.queue_slots().contains(name);
     }
@@ -511,7 +511,7 @@ private:
     /// routing. Topology lock held (shared).
     void rewrite_direct_reply_to(const exchange_node& exchange, outgoing& msg, const publish_options& options) const {
         std::optional<std::string>& reply_to = msg.set_properties->reply_to;
-        if (*reply_to != detail::direct_reply_to_queue) return;
+        if (*reply_to != direct_reply_to_queue) return;
         detail::check_length(msg.routing_key, "routing key");
         publishing_.check_not_internal(exchange);
         *reply_to = direct_replies_.resolve(options.reply_consumer);
@@ -761,7 +761,7 @@ auto basic_broker<Message, Policy>::subscribe(std::string_view queue, callback f
     -> subscription {
     WARREN_ASSERT(static_cast<bool>(fn), "subscribe needs a callback");
     detail::check_length(options.tag, "consumer tag");
-    if (queue == detail::direct_reply_to_queue) [[unlikely]] {
+    if (queue == direct_reply_to_queue) [[unlikely]] {
         return subscribe_direct_reply_to(std::move(fn), std::move(options));
     }
     detail::ref_ptr<queue_type> target = find_queue_ref(queue);

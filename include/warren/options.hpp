@@ -87,6 +87,11 @@ struct consumer_options {
     std::function<void()> on_cancel{};
 };
 
+/// RabbitMQ's direct reply-to pseudo-queue: subscribe to it to be a reply consumer, name it
+/// in a request's reply_to to have the broker write in the consumer's address (see
+/// basic_broker::subscribe).
+inline constexpr std::string_view direct_reply_to_queue = "amq.rabbitmq.reply-to";
+
 /// Flags of one publish, as AMQP basic.publish has them.
 struct publish_options {
     /// An unroutable message goes back to the return handler (reply 312 NO_ROUTE)

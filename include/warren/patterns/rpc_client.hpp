@@ -191,14 +191,11 @@ public:
             }
         } // the callbacks, user objects, are destroyed with no lock held
         if (direct_) return;
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             (void)broker_.delete_queue(reply_queue_);
-        } catch (...) { // nothing to do about it in a destructor; the queue stays
         }
-#else
-        (void)broker_.delete_queue(reply_queue_);
-#endif
+        WARREN_CATCH_ALL { // nothing to do about it in a destructor; the queue stays
+        }
     }
     rpc_client(const rpc_client&) = delete;
     rpc_client& operator=(const rpc_client&) = delete;
@@ -397,8 +394,6 @@ public:
 
 private:
     using lock_type = std::conditional_t<Broker::policy_type::thread_safe, std::mutex, detail::rpc_null_lock>;
-    /// RabbitMQ's direct reply-to pseudo-queue.
-    static constexpr std::string_view direct_reply_to_queue = "amq.rabbitmq.reply-to";
 
     struct pending_call {
         std::string exchange;
@@ -470,16 +465,13 @@ private:
         publish_options how;
         if (direct_) how.reply_consumer = subscription_.tag();
         std::size_t routed = 0;
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             routed = broker_.publish(exchange, std::move(request), how);
-        } catch (...) {
-            drop_call(id);
-            throw;
         }
-#else
-        routed = broker_.publish(exchange, std::move(request), how);
-#endif
+        WARREN_CATCH_ALL {
+            drop_call(id);
+            WARREN_RETHROW;
+        }
         if (routed == 0) {
             auto ended = take_call(id);
             if (ended) {
@@ -550,15 +542,12 @@ private:
     static std::size_t run_all(std::vector<ended_call> ended) {
         std::exception_ptr first;
         for (auto& e : ended) {
-#if WARREN_EXCEPTIONS
-            try {
+            WARREN_TRY {
                 e.on_reply(std::move(*e.outcome));
-            } catch (...) {
+            }
+            WARREN_CATCH_ALL {
                 if (!first) first = std::current_exception();
             }
-#else
-            e.on_reply(std::move(*e.outcome));
-#endif
         }
         if (first) std::rethrow_exception(first);
         return ended.size();

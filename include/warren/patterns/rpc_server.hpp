@@ -109,17 +109,14 @@ private:
     /// A failure anywhere (the handler, or publishing its reply) settles the request
     /// before the exception goes on.
     void serve(delivery& request) {
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             answer(request);
-        } catch (...) {
+        }
+        WARREN_CATCH_ALL {
             ++failures_;
             if (request.pending()) request.reject(requeue_on_error_);
-            throw;
+            WARREN_RETHROW;
         }
-#else
-        answer(request);
-#endif
     }
 
     void answer(delivery& request) {

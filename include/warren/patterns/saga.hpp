@@ -492,14 +492,11 @@ public:
     /// Ends the subscription, drops the sagas and deletes the reply queue.
     ~saga_orchestrator() {
         subscription_.release();
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             (void)broker_.delete_queue(reply_queue_);
-        } catch (...) { // nothing to do about it in a destructor; the queue stays
         }
-#else
-        (void)broker_.delete_queue(reply_queue_);
-#endif
+        WARREN_CATCH_ALL { // nothing to do about it in a destructor; the queue stays
+        }
     }
     saga_orchestrator(const saga_orchestrator&) = delete;
     saga_orchestrator& operator=(const saga_orchestrator&) = delete;
@@ -922,15 +919,12 @@ private:
     void call_hook(const Hook& hook, std::unique_lock<lock_type>& guard, const Args&... args) {
         if (!hook) return;
         guard.unlock();
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             hook(args...);
-        } catch (...) {
+        }
+        WARREN_CATCH_ALL {
             if (!hook_error_) hook_error_ = std::current_exception();
         }
-#else
-        hook(args...);
-#endif
         guard.lock();
     }
 

@@ -244,17 +244,14 @@ private:
         case claim::first:
             break;
         }
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             handle(d);
-        } catch (...) {
+        }
+        WARREN_CATCH_ALL {
             seen_.abandon(id);
             if (d.pending()) d.reject(false);
-            throw;
+            WARREN_RETHROW;
         }
-#else
-        handle(d);
-#endif
         seen_.complete(id);
         d.ack();
     }
@@ -349,17 +346,14 @@ private:
                 return;
             }
         }
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             run_compensation(saga, failure, *result);
-        } catch (...) {
+        }
+        WARREN_CATCH_ALL {
             std::lock_guard guard(lock_);
             sagas_[saga].state = saga_role_state::done; // still to undo: a redelivery tries again
-            throw;
+            WARREN_RETHROW;
         }
-#else
-        run_compensation(saga, failure, *result);
-#endif
     }
 
     void run_compensation(const std::string& saga, const saga_event<body_type>& failure, const body_type& result) {

@@ -10,12 +10,10 @@
 
 #include "../../config.hpp"
 #include "../../error.hpp"
+#include "../../options.hpp"
 #include "../core/name_map.hpp"
 
 namespace warren::detail {
-
-/// The pseudo-queue a requester consumes and names in reply_to.
-inline constexpr std::string_view direct_reply_to_queue = "amq.rabbitmq.reply-to";
 
 /// Whether `name` is the pseudo-queue or one of the addresses the broker writes into
 /// reply_to ("amq.rabbitmq.reply-to.<token>"). Costs a length test for most names.
@@ -74,16 +72,13 @@ public:
 
 private:
     void try_add_reverse(const std::string& tag, const std::string& address) {
-#if WARREN_EXCEPTIONS
-        try {
+        WARREN_TRY {
             tag_of_.emplace(address, tag);
-        } catch (...) {
-            by_tag_.erase(tag); // both or neither
-            throw;
         }
-#else
-        tag_of_.emplace(address, tag);
-#endif
+        WARREN_CATCH_ALL {
+            by_tag_.erase(tag); // both or neither
+            WARREN_RETHROW;
+        }
     }
 
     name_map<std::string> by_tag_;  // consumer tag -> address
